@@ -1,0 +1,82 @@
+"""Aggregation and the evidence bundle (DESIGN §3.6).
+
+The bundle is a folder: `manifest.json` (request, plan digest, every shard's digest,
+Agent and attempt, verdicts, versions, backends, Merkle root, output digest) and
+`output.json`. The bundle digest is the sha256 of the canonical manifest; the ledger
+references it. The Merkle tree follows RFC 6962 (leaf prefix 0x00, node prefix 0x01,
+an odd node is promoted), so a shard's inclusion can be proven without the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from forge_pipeline.canonical import canonical_json, digest
+from forge_pipeline.execute.backend import kernels_directory
+from forge_pipeline.execute.primitives import get_primitive
+
+BUNDLE_VERSION = 1
+
+
+def merkle_root(leaf_digests: list[str]) -> str:
+    if not leaf_digests:
+        return hashlib.sha256(b"").hexdigest()
+    level = [hashlib.sha256(b"\x00" + bytes.fromhex(leaf)).digest() for leaf in leaf_digests]
+    while len(level) > 1:
+        paired = [hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
+        level = paired + ([level[-1]] if len(level) % 2 else [])
+    return level[0].hex()
+
+
+def kernel_digest() -> str:
+    """sha256 over the CUDA sources, file by file in name order: the kernel version in the evidence."""
+    directory = kernels_directory()
+    hasher = hashlib.sha256()
+    for path in sorted(directory.iterdir()):
+        if path.suffix in (".cu", ".cuh"):
+            hasher.update(path.name.encode() + b"\x00" + path.read_bytes())
+    return hasher.hexdigest()
+
+
+def aggregate(plan: dict, arguments: dict, report: dict) -> tuple[dict, str, str]:
+    """(output, output_digest, merkle_root) from the accepted shard results, in shard order."""
+    primitive = get_primitive(plan["primitive"])
+    accepted = report["accepted"]
+    output = primitive.merge(arguments, [attempt["result"] for attempt in accepted])
+    return output, digest(output), merkle_root([attempt["digest"] for attempt in accepted])
+
+
+def build_manifest(workload_id: str, request: dict, plan: dict, report: dict, attempts: list[dict],
+                   output_digest: str, root: str) -> dict:
+    primitive = get_primitive(plan["primitive"])
+    shards = [{"index": shard["index"], "start": shard["start"], "stop": shard["stop"],
+               "digest": attempt["digest"], "agent_id": attempt["agent_id"], "provider_id": attempt["provider_id"],
+               "attempt": attempt.get("attempt"), "backend": attempt["backend"], "work_units": shard["work_units"]}
+              for shard, attempt in zip(plan["shards"], report["accepted"])]
+    return {
+        "bundle_version": BUNDLE_VERSION,
+        "workload_id": workload_id,
+        "request": request,
+        "plan_digest": plan["plan_digest"],
+        "seed": plan["seed"],
+        "primitive": plan["primitive"],
+        "primitive_contract": primitive.contract,
+        "kernel_digest": kernel_digest(),
+        "backends": sorted({attempt["backend"] for attempt in report["accepted"]}),
+        "shards": shards,
+        "attempts": [{key: value for key, value in attempt.items() if key != "result"} for attempt in attempts],
+        "verification": {key: report[key] for key in ("mode", "sample_rate", "sampled", "verdicts", "rejected_shards")},
+        "merkle_root": root,
+        "output_digest": output_digest,
+    }
+
+
+def write_bundle(directory: Path, manifest: dict, output: dict) -> str:
+    """Write the bundle atomically (temporary files renamed into place); returns the bundle digest."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, document in (("output.json", output), ("manifest.json", manifest)):
+        temporary = directory / f".{name}.tmp"
+        temporary.write_bytes(canonical_json(document))
+        temporary.replace(directory / name)
+    return digest(manifest)

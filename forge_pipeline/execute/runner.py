@@ -1,0 +1,108 @@
+"""Running shards on Agents: one attempt per (shard, Agent), faults injected by configuration.
+
+An attempt records the Agent, the backend actually used, the digest of its result, the
+work units and the wall time. Faults from the pool file (DESIGN §3.8) are decided by a
+hash of (seed, shard, Agent, attempt), so a drill replays identically.
+"""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+
+from forge_pipeline.assign.pool import Agent
+from forge_pipeline.canonical import digest
+from forge_pipeline.execute.backend import Backend, select_backend
+from forge_pipeline.execute.primitives import get_primitive
+from forge_pipeline.plan.planning import sample_score
+
+HUB = Agent(agent_id="hub", provider_id="platform", hardware="cpu", capabilities=(), region="hub", capacity=1)
+MAX_ATTEMPTS_PER_SHARD = 4
+SLOW_DELAY_S = 0.05
+
+
+class ShardsExhausted(RuntimeError):
+    """A shard failed on every Agent able to run it: the workload cannot finalize."""
+
+
+def backend_for(agent: Agent) -> Backend:
+    """A gpu Agent computes with CuPy (it was only assigned where a device is visible); a cpu Agent with NumPy."""
+    return select_backend("gpu" if agent.hardware == "gpu" else "cpu")
+
+
+def fault_strikes(agent: Agent, seed: int, shard_index: int, attempt_key: int) -> bool:
+    if agent.fault is None:
+        return False
+    score = sample_score(seed, shard_index, f"fault:{agent.agent_id}:{attempt_key}")
+    return score < Fraction(agent.fault.rate) * (1 << 64)
+
+
+def flip_low_bit(result: dict) -> dict:
+    """Corruption as a wrong Agent would produce it: one bit of the first integer field changed."""
+    corrupted = dict(result)
+    for key in sorted(corrupted):
+        if isinstance(corrupted[key], int) and not isinstance(corrupted[key], bool) and key not in ("start", "stop"):
+            corrupted[key] ^= 1
+            return corrupted
+    raise ValueError("result has no integer field to corrupt")
+
+
+def execute_attempt(plan: dict, arguments: dict, shard_index: int, agent: Agent, attempt_key: int = 0) -> dict:
+    primitive = get_primitive(plan["primitive"])
+    shard = plan["shards"][shard_index]
+    seed = plan["seed"]
+    backend = backend_for(agent)
+    strikes = fault_strikes(agent, seed, shard_index, attempt_key)
+    kind = agent.fault.kind if strikes else None
+    started = time.perf_counter()
+    status, result, detail = "completed", None, ""
+    if kind == "crash":
+        status, detail = "crashed", "the Agent's shard process raised"
+    elif kind == "timeout":
+        status, detail = "timed_out", "no result before the shard deadline"
+    elif kind == "lazy":
+        result, detail = primitive.plausible_result(arguments, shard["start"], shard["stop"]), "fault: lazy"
+    else:
+        if kind == "slow":
+            time.sleep(SLOW_DELAY_S)
+        result = primitive.execute_shard(arguments, seed, shard["start"], shard["stop"], backend)
+        if kind == "corrupt":
+            result, detail = flip_low_bit(result), "fault: corrupt"
+    wall_ms = round((time.perf_counter() - started) * 1000)
+    return {
+        "shard_index": shard_index,
+        "agent_id": agent.agent_id,
+        "provider_id": agent.provider_id,
+        "backend": backend.name,
+        "device": backend.device,
+        "status": status,
+        "digest": None if result is None else digest(result),
+        "work_units": shard["work_units"],
+        "wall_ms": wall_ms,
+        "detail": detail,
+        "result": result,
+    }
+
+
+def run_batch(plan: dict, arguments: dict, agent: Agent, shard_indices: list[int]) -> list[dict]:
+    return [execute_attempt(plan, arguments, index, agent) for index in shard_indices]
+
+
+def retry_failed(plan: dict, arguments: dict, attempts: list[dict], pick_agent) -> list[dict]:
+    """Re-run every shard without a completed attempt on another Agent, up to the attempt limit.
+
+    `pick_agent(excluded_agent_ids)` returns the next Agent to try or None. Returns only
+    the new attempts; raises ShardsExhausted naming the shard when capacity runs out.
+    """
+    new_attempts: list[dict] = []
+    for shard in plan["shards"]:
+        tried = [attempt for attempt in attempts if attempt["shard_index"] == shard["index"]]
+        while not any(attempt["status"] == "completed" for attempt in tried):
+            agent = pick_agent({attempt["agent_id"] for attempt in tried})
+            if agent is None or len(tried) >= MAX_ATTEMPTS_PER_SHARD:
+                reasons = "; ".join(f"{attempt['agent_id']}: {attempt['status']}" for attempt in tried)
+                raise ShardsExhausted(f"shard {shard['index']} failed on every Agent able to run it ({reasons})")
+            attempt = execute_attempt(plan, arguments, shard["index"], agent, attempt_key=len(tried))
+            tried.append(attempt)
+            new_attempts.append(attempt)
+    return new_attempts

@@ -1,0 +1,142 @@
+"""The lifecycle, stage by stage, as plain functions: what each Dagster asset calls.
+
+Each function moves the workload through the state machine and appends what it did.
+A user-caused or capacity-caused failure (invalid request, no capable Agent, shards
+exhausted) moves the workload to `Failed` with its reason and raises `WorkloadFailed`;
+nothing billable is written for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from forge_pipeline.aggregate.evidence import aggregate, build_manifest, kernel_digest, write_bundle
+from forge_pipeline.assign.assignment import NoCapableAgent, assign_shards, retry_agent
+from forge_pipeline.assign.pool import Pool
+from forge_pipeline.execute.backend import BackendUnavailable
+from forge_pipeline.execute.runner import ShardsExhausted, retry_failed, run_batch
+from forge_pipeline.intake.problems import RequestInvalid
+from forge_pipeline.intake.request import validate_request
+from forge_pipeline.plan.planning import build_plan
+from forge_pipeline.states import State
+from forge_pipeline.storage import records
+from forge_pipeline.storage.database import utc_now
+from forge_pipeline.verify.verification import verify_shards
+
+WORKLOAD_FAULTS = (RequestInvalid, NoCapableAgent, ShardsExhausted, BackendUnavailable)
+
+
+class WorkloadFailed(RuntimeError):
+    """The workload ended Failed; the message is the recorded reason."""
+
+
+@contextlib.contextmanager
+def failing_on_fault(engine: Engine, workload_id: str, stage: str):
+    try:
+        yield
+    except WORKLOAD_FAULTS as error:
+        reason = f"{stage}: {error}"
+        records.transition(engine, workload_id, State.FAILED, reason)
+        raise WorkloadFailed(reason) from error
+
+
+def admitted_request(engine: Engine, workload_id: str) -> dict:
+    """The stored request, re-validated (a request stored by an older version must still be valid)."""
+    workload = records.load_workload(engine, workload_id)
+    if workload["state"] != State.PENDING.value:
+        raise WorkloadFailed(f"{workload_id} is {workload['state']}, not Pending: its lifecycle already ran "
+                             "(use `forge-pool replay` to reproduce it)")
+    with failing_on_fault(engine, workload_id, "intake"):
+        validate_request(workload["request"])
+    return {"workload_id": workload_id, "request": workload["request"], "seed": workload["seed"]}
+
+
+def plan_workload(engine: Engine, admitted: dict, pool: Pool, gpu_visible: bool) -> dict:
+    workload_id = admitted["workload_id"]
+    with failing_on_fault(engine, workload_id, "planning"):
+        plan = build_plan(admitted["request"], admitted["seed"])
+        batches = assign_shards(plan, pool, gpu_visible)
+    records.transition(engine, workload_id, State.PLANNED, f"{len(plan['shards'])} shards, plan {plan['plan_digest'][:12]}")
+    return {**admitted, "plan": plan, "batches": batches, "gpu_visible": gpu_visible}
+
+
+def start_execution(engine: Engine, planned: dict) -> None:
+    records.transition(engine, planned["workload_id"], State.RUNNING, f"{len(planned['batches'])} Agent batches")
+
+
+def execute_batch(planned: dict, pool: Pool, agent_id: str) -> list[dict]:
+    return run_batch(planned["plan"], planned["request"]["arguments"], pool.agent(agent_id), planned["batches"][agent_id])
+
+
+def collect_attempts(engine: Engine, planned: dict, pool: Pool, batch_attempts: list[list[dict]]) -> list[dict]:
+    """Record every batch's attempts, retry failed shards on other Agents, return all attempts."""
+    workload_id, plan = planned["workload_id"], planned["plan"]
+    attempts = records.record_attempts(engine, workload_id, [a for batch in batch_attempts for a in batch])
+
+    def pick_agent(excluded: set[str]):
+        return retry_agent(pool, plan, planned["gpu_visible"], excluded)
+
+    with failing_on_fault(engine, workload_id, "execution"):
+        retries = retry_failed(plan, planned["request"]["arguments"], attempts, pick_agent)
+    attempts += records.record_attempts(engine, workload_id, retries)
+    return sorted(attempts, key=lambda attempt: (attempt["shard_index"], attempt["attempt"]))
+
+
+def verify_workload(engine: Engine, planned: dict, attempts: list[dict]) -> dict:
+    workload_id = planned["workload_id"]
+    records.transition(engine, workload_id, State.VERIFYING, f"mode {planned['plan']['verification']['mode']}")
+    report = verify_shards(planned["plan"], planned["request"]["arguments"], attempts)
+    hub_attempts = records.record_attempts(engine, workload_id, report["hub_attempts"])
+    records.set_verdicts(engine, workload_id, [(v["shard_index"], v["attempt"], v["verdict"]) for v in report["verdicts"]])
+    return {**report, "hub_attempts": hub_attempts, "attempts": attempts + hub_attempts}
+
+
+def aggregate_workload(engine: Engine, planned: dict, report: dict, artifacts_root: Path) -> dict:
+    workload_id = planned["workload_id"]
+    records.transition(engine, workload_id, State.AGGREGATING, f"{len(report['accepted'])} shards accepted")
+    output, output_digest, root = aggregate(planned["plan"], planned["request"]["arguments"], report)
+    manifest = build_manifest(workload_id, planned["request"], planned["plan"], report, report["attempts"],
+                              output_digest, root)
+    directory = artifacts_root / "evidence" / workload_id
+    evidence_digest = write_bundle(directory, manifest, output)
+    return {"workload_id": workload_id, "output": output, "output_digest": output_digest, "merkle_root": root,
+            "evidence_digest": evidence_digest, "evidence_path": str(directory), "backends": manifest["backends"],
+            "kernel_digest": manifest["kernel_digest"]}
+
+
+def finalize_workload(engine: Engine, planned: dict, report: dict, evidence: dict) -> dict:
+    """Write the usage record (work units, attribution, replay references) and finalize."""
+    request, plan = planned["request"], planned["plan"]
+    record = {
+        "workload_id": planned["workload_id"],
+        **{key: request[key] for key in ("request_id", "organization", "project", "workspace", "adapter",
+                                          "primitive", "profile", "tags")},
+        "work_units": plan["work_units"],
+        "verified_work_units_by_provider": report["verified_work_units_by_provider"],
+        "seed": str(plan["seed"]),
+        "plan_digest": plan["plan_digest"],
+        "output_digest": evidence["output_digest"],
+        "merkle_root": evidence["merkle_root"],
+        "evidence_digest": evidence["evidence_digest"],
+        "evidence_path": evidence["evidence_path"],
+        "kernel_digest": evidence["kernel_digest"],
+        "verification_mode": report["mode"],
+        "finalized_at": utc_now(),
+    }
+    records.write_usage_record(engine, record)
+    records.transition(engine, planned["workload_id"], State.FINALIZED, f"output {evidence['output_digest'][:12]}")
+    return records.usage_record_of(engine, planned["workload_id"])
+
+
+def run_lifecycle_inline(engine: Engine, workload_id: str, pool: Pool, gpu_visible: bool, artifacts_root: Path) -> dict:
+    """The whole lifecycle in this process without Dagster: what replay and benchmarks compare against."""
+    planned = plan_workload(engine, admitted_request(engine, workload_id), pool, gpu_visible)
+    start_execution(engine, planned)
+    batches = [execute_batch(planned, pool, agent_id) for agent_id in planned["batches"]]
+    attempts = collect_attempts(engine, planned, pool, batches)
+    report = verify_workload(engine, planned, attempts)
+    evidence = aggregate_workload(engine, planned, report, artifacts_root)
+    return finalize_workload(engine, planned, report, evidence)

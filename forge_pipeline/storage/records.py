@@ -1,0 +1,154 @@
+"""Reading and appending workload records: requests, state events, shard attempts, usage.
+
+Every write is one transaction. State changes append an event; the `state` column on
+`workloads` is the projection of the latest event, kept for cheap queries.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select, update
+
+from forge_pipeline.canonical import canonical_json
+from forge_pipeline.intake.problems import Problem, RequestInvalid
+from forge_pipeline.intake.request import WorkloadRequest
+from forge_pipeline.states import State, check_transition
+from forge_pipeline.storage.database import shard_attempts, usage_records, utc_now, workload_events, workloads
+
+
+class UnknownWorkload(LookupError):
+    pass
+
+
+def store_request(engine: Engine, request: WorkloadRequest) -> tuple[str, bool]:
+    """Admit a validated request as a Pending workload; returns (workload_id, newly_created).
+
+    `request_id` is the client's idempotency key: the same request again is the same
+    workload; the same key with different content is refused, as a payment API would.
+    """
+    request_json = canonical_json(request.document).decode()
+    with engine.begin() as connection:
+        existing = connection.execute(
+            select(workloads.c.request_json).where(workloads.c.workload_id == request.workload_id)
+        ).scalar_one_or_none()
+        if existing is not None:
+            if existing != request_json:
+                raise RequestInvalid([Problem("request_id", f"{request.document['request_id']!r} was already used "
+                                              f"for a different request (workload {request.workload_id})")])
+            return request.workload_id, False
+        seed = request.document["replay"].get("seed", secrets.randbits(64))
+        now = utc_now()
+        document = request.document
+        connection.execute(insert(workloads).values(
+            workload_id=request.workload_id, request_id=document["request_id"],
+            organization=document["organization"], project=document["project"], workspace=document["workspace"],
+            adapter=document["adapter"], primitive=document["primitive"], profile=document["profile"],
+            request_json=request_json, seed=str(seed), state=State.PENDING.value, state_reason="submitted",
+            submitted_at=now, updated_at=now,
+        ))
+        connection.execute(insert(workload_events).values(
+            workload_id=request.workload_id, from_state=None, to_state=State.PENDING.value, reason="submitted", at=now))
+    return request.workload_id, True
+
+
+def load_workload(engine: Engine, workload_id: str) -> dict[str, Any]:
+    with engine.connect() as connection:
+        row = connection.execute(select(workloads).where(workloads.c.workload_id == workload_id)).mappings().first()
+    if row is None:
+        raise UnknownWorkload(f"no workload {workload_id!r}")
+    record = dict(row)
+    record["request"] = json.loads(record.pop("request_json"))
+    record["seed"] = int(record["seed"])
+    return record
+
+
+def list_workload_ids(engine: Engine, state: State | None = None) -> list[str]:
+    query = select(workloads.c.workload_id).order_by(workloads.c.submitted_at, workloads.c.workload_id)
+    if state is not None:
+        query = query.where(workloads.c.state == state.value)
+    with engine.connect() as connection:
+        return list(connection.execute(query).scalars())
+
+
+def transition(engine: Engine, workload_id: str, target: State, reason: str) -> None:
+    """Append a state event. Moving to the state the workload is already in is a no-op,
+    so re-executing a Dagster step after a failure does not trip the state machine."""
+    with engine.begin() as connection:
+        current = connection.execute(
+            select(workloads.c.state).where(workloads.c.workload_id == workload_id).with_for_update()
+        ).scalar_one_or_none()
+        if current is None:
+            raise UnknownWorkload(f"no workload {workload_id!r}")
+        if current == target.value:
+            return
+        check_transition(State(current), target)
+        now = utc_now()
+        connection.execute(update(workloads).where(workloads.c.workload_id == workload_id)
+                           .values(state=target.value, state_reason=reason, updated_at=now))
+        connection.execute(insert(workload_events).values(
+            workload_id=workload_id, from_state=current, to_state=target.value, reason=reason, at=now))
+
+
+def workload_events_of(engine: Engine, workload_id: str) -> list[dict]:
+    with engine.connect() as connection:
+        rows = connection.execute(select(workload_events).where(workload_events.c.workload_id == workload_id)
+                                  .order_by(workload_events.c.event_id)).mappings()
+        return [dict(row) for row in rows]
+
+
+def record_attempts(engine: Engine, workload_id: str, attempts: list[dict]) -> list[dict]:
+    """Append shard attempts, numbering each after the shard's previous attempts."""
+    numbered = []
+    with engine.begin() as connection:
+        for attempt in attempts:
+            previous = connection.execute(
+                select(func.coalesce(func.max(shard_attempts.c.attempt), 0)).where(
+                    shard_attempts.c.workload_id == workload_id,
+                    shard_attempts.c.shard_index == attempt["shard_index"])
+            ).scalar_one()
+            row = {key: attempt[key] for key in ("shard_index", "agent_id", "provider_id", "backend", "device",
+                                                 "status", "digest", "work_units", "wall_ms", "detail")}
+            row.update(workload_id=workload_id, attempt=previous + 1, verdict=attempt.get("verdict", "pending"),
+                       at=utc_now())
+            connection.execute(insert(shard_attempts).values(**row))
+            numbered.append({**attempt, "attempt": previous + 1})
+    return numbered
+
+
+def set_verdicts(engine: Engine, workload_id: str, verdicts: list[tuple[int, int, str]]) -> None:
+    """(shard_index, attempt, verdict) for the attempts verification judged."""
+    with engine.begin() as connection:
+        for shard_index, attempt, verdict in verdicts:
+            connection.execute(update(shard_attempts).where(
+                shard_attempts.c.workload_id == workload_id, shard_attempts.c.shard_index == shard_index,
+                shard_attempts.c.attempt == attempt).values(verdict=verdict))
+
+
+def attempts_of(engine: Engine, workload_id: str) -> list[dict]:
+    with engine.connect() as connection:
+        rows = connection.execute(select(shard_attempts).where(shard_attempts.c.workload_id == workload_id)
+                                  .order_by(shard_attempts.c.shard_index, shard_attempts.c.attempt)).mappings()
+        return [dict(row) for row in rows]
+
+
+def write_usage_record(engine: Engine, record: dict) -> bool:
+    """Insert the workload's usage record once; a second write of the same workload is a no-op."""
+    columns = {column.name for column in usage_records.columns} - {"record_json"}
+    with engine.begin() as connection:
+        exists = connection.execute(select(usage_records.c.workload_id)
+                                    .where(usage_records.c.workload_id == record["workload_id"])).first()
+        if exists:
+            return False
+        connection.execute(insert(usage_records).values(
+            **{key: record[key] for key in columns}, record_json=canonical_json(record).decode()))
+    return True
+
+
+def usage_record_of(engine: Engine, workload_id: str) -> dict | None:
+    with engine.connect() as connection:
+        value = connection.execute(select(usage_records.c.record_json)
+                                   .where(usage_records.c.workload_id == workload_id)).scalar_one_or_none()
+    return None if value is None else json.loads(value)
