@@ -84,6 +84,8 @@ usage_records = Table(
     Column("evidence_digest", String(64), nullable=False),
     Column("evidence_path", Text, nullable=False),
     Column("kernel_digest", String(64), nullable=False),
+    Column("rate_card_version", String(32)),  # set once money is priced (null before the money issue)
+    Column("charge_ucr", BigInteger),
     Column("record_json", Text, nullable=False),
     Column("finalized_at", String(32), nullable=False),
 )

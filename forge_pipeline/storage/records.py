@@ -143,7 +143,7 @@ def write_usage_record(engine: Engine, record: dict) -> bool:
         if exists:
             return False
         connection.execute(insert(usage_records).values(
-            **{key: record[key] for key in columns}, record_json=canonical_json(record).decode()))
+            **{key: record.get(key) for key in columns}, record_json=canonical_json(record).decode()))
     return True
 
 

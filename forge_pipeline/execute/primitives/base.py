@@ -57,5 +57,9 @@ class Primitive(ABC):
         """Cheap structural checks of one shard result (ranges, conservation); problems, empty when sound."""
 
     @abstractmethod
+    def benchmark_arguments(self, work_units: int) -> dict:
+        """A valid argument document of about `work_units` units, for `make bench`."""
+
+    @abstractmethod
     def output_summary(self, output: dict) -> dict[str, Any]:
         """A few readable facts and one markdown table for the Dagster UI."""

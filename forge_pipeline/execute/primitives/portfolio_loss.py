@@ -162,6 +162,11 @@ class PortfolioLoss(Primitive):
             problems.append("loss_total is outside [0, loss_max x scenarios]")
         return problems
 
+    def benchmark_arguments(self, work_units: int) -> dict:
+        obligors = [{"exposure": 1_000 + 37 * k, "pd": f"0.{(k % 9) + 1:02d}"} for k in range(100)]
+        return {"scenarios": max(1, work_units // len(obligors)), "obligors": obligors, "bins": 20,
+                "quantiles": ["0.99", "0.999"]}
+
     def output_summary(self, output: dict) -> dict[str, Any]:
         rows = ["| bin | scenarios |", "|---:|---:|"]
         rows += [f"| {index} | {count} |" for index, count in enumerate(output["histogram"])]
