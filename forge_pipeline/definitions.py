@@ -1,0 +1,43 @@
+"""The one code location: `forge_pipeline.definitions:defs` (workspace.yaml).
+
+The executor is chosen by environment (FORGE_EXECUTOR: multiprocess by default,
+in_process for a single process), not by code edits.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dagster import Definitions, in_process_executor, multiprocess_executor
+
+from forge_pipeline.orchestration.intake import submit_request, workload_intake_sensor, workload_lifecycle_job
+from forge_pipeline.orchestration.resources import (AgentPoolResource, ArtifactStoreResource, ComputeBackendResource,
+                                                    ForgeDatabaseResource)
+from forge_pipeline.orchestration.workload_assets import WORKLOAD_ASSETS
+
+EXECUTORS = {"in_process": in_process_executor, "multiprocess": multiprocess_executor}
+
+
+def resources() -> dict:
+    return {
+        "database": ForgeDatabaseResource(),
+        "artifacts": ArtifactStoreResource(),
+        "agent_pool": AgentPoolResource(),
+        "compute_backend": ComputeBackendResource(),
+    }
+
+
+def executor():
+    name = os.environ.get("FORGE_EXECUTOR", "multiprocess")
+    if name not in EXECUTORS:
+        raise ValueError(f"FORGE_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {name!r}")
+    return EXECUTORS[name]
+
+
+defs = Definitions(
+    assets=WORKLOAD_ASSETS,
+    jobs=[workload_lifecycle_job, submit_request],
+    sensors=[workload_intake_sensor],
+    resources=resources(),
+    executor=executor(),
+)

@@ -1,0 +1,164 @@
+"""The workload lifecycle as assets partitioned by workload (dynamic partitions).
+
+workload_request -> execution_plan -> shard_executions -> verification_report ->
+evidence_bundle -> usage_record. Each asset calls one core function from
+`forge_pipeline.lifecycle` and attaches what an operator or auditor needs to see.
+Shard fan-out is a dynamic graph with one step per Agent batch (never one per shard).
+A single dynamic output is used: Dagster skips a collector when any of its dynamic
+inputs yields nothing, so per-hardware outputs would stall pools without GPUs.
+"""
+
+
+import contextlib
+import json
+from pathlib import Path
+
+from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, DynamicOut,
+                     DynamicOutput, DynamicPartitionsDefinition, Failure, MetadataValue, OpExecutionContext, Output,
+                     asset, graph_asset, op)
+
+from forge_pipeline import lifecycle
+from forge_pipeline.canonical import digest
+from forge_pipeline.execute.primitives import get_primitive
+from forge_pipeline.orchestration.resources import (AgentPoolResource, ArtifactStoreResource, ComputeBackendResource,
+                                                    ForgeDatabaseResource)
+
+workload_partitions = DynamicPartitionsDefinition(name="workloads")
+
+
+@contextlib.contextmanager
+def reported_as_failure():
+    """A workload that ended Failed is a clean Dagster failure with its reason, not a stack trace."""
+    try:
+        yield
+    except lifecycle.WorkloadFailed as error:
+        raise Failure(description=str(error), allow_retries=False) from None
+
+
+@asset(partitions_def=workload_partitions, group_name="intake", kinds={"python"})
+def workload_request(context: AssetExecutionContext, database: ForgeDatabaseResource) -> dict:
+    """The admitted request, re-validated, with the seed the hub recorded."""
+    with reported_as_failure():
+        admitted = lifecycle.admitted_request(database.engine(), context.partition_key)
+    request = admitted["request"]
+    context.add_output_metadata({
+        "primitive": request["primitive"], "organization": request["organization"],
+        "project": request["project"], "workspace": request["workspace"], "seed": str(admitted["seed"]),
+        "request": MetadataValue.json(request),
+    })
+    return admitted
+
+
+@asset(partitions_def=workload_partitions, group_name="plan")
+def execution_plan(context: AssetExecutionContext, workload_request: dict, database: ForgeDatabaseResource,
+                   agent_pool: AgentPoolResource, compute_backend: ComputeBackendResource) -> dict:
+    """Deterministic shards, the verification sample and the plan digest; shards assigned to Agent batches."""
+    with reported_as_failure():
+        planned = lifecycle.plan_workload(database.engine(), workload_request, agent_pool.pool(),
+                                          compute_backend.gpu_visible())
+    plan = planned["plan"]
+    context.add_output_metadata({
+        "plan_digest": plan["plan_digest"], "shards": len(plan["shards"]), "work_units": plan["work_units"],
+        "verification": plan["verification"]["mode"],
+        "batches": MetadataValue.json({agent: len(shards) for agent, shards in planned["batches"].items()}),
+    })
+    return planned
+
+
+@op(out=DynamicOut(str))
+def dispatch_batches(context: OpExecutionContext, execution_plan: dict, database: ForgeDatabaseResource,
+                     agent_pool: AgentPoolResource):
+    """One dynamic output per Agent batch; the mapping key names the hardware class and the Agent."""
+    lifecycle.start_execution(database.engine(), execution_plan)
+    pool = agent_pool.pool()
+    for agent_id in execution_plan["batches"]:
+        agent = pool.agent(agent_id)
+        yield DynamicOutput(agent_id, mapping_key=f"{agent.hardware}__{agent.step_key}")
+
+
+@op
+def execute_agent_batch(context: OpExecutionContext, execution_plan: dict, agent_id: str,
+                        agent_pool: AgentPoolResource) -> list:
+    """One Agent's batch of shards, on the backend its hardware class calls for."""
+    attempts = lifecycle.execute_batch(execution_plan, agent_pool.pool(), agent_id)
+    context.log.info(f"{agent_id}: {len(attempts)} shards on {attempts[0]['backend']}")
+    return attempts
+
+
+@op
+def collect_shard_attempts(context: OpExecutionContext, execution_plan: dict, batch_attempts: list,
+                           database: ForgeDatabaseResource, agent_pool: AgentPoolResource) -> dict:
+    """Record every attempt, retry failed shards on other Agents."""
+    with reported_as_failure():
+        attempts = lifecycle.collect_attempts(database.engine(), execution_plan, agent_pool.pool(), batch_attempts)
+    failed = [attempt for attempt in attempts if attempt["status"] != "completed"]
+    context.add_output_metadata({
+        "attempts": len(attempts), "failed_attempts": len(failed),
+        "backends": ", ".join(sorted({attempt["backend"] for attempt in attempts})),
+        "wall_ms_total": sum(attempt["wall_ms"] for attempt in attempts),
+    })
+    return {"attempts": attempts}
+
+
+@graph_asset(partitions_def=workload_partitions, group_name="execute")
+def shard_executions(execution_plan: dict) -> dict:
+    """Every shard attempt: Agent, backend actually used, digest, work units, wall time."""
+    batches = dispatch_batches(execution_plan)
+    batch_attempts = batches.map(lambda agent_id: execute_agent_batch(execution_plan, agent_id)).collect()
+    return collect_shard_attempts(execution_plan, batch_attempts)
+
+
+@asset(partitions_def=workload_partitions, group_name="verify")
+def verification_report(context: AssetExecutionContext, execution_plan: dict, shard_executions: dict,
+                        database: ForgeDatabaseResource) -> dict:
+    """A verdict for every attempt; rejected shards replaced by the hub's recomputation."""
+    report = lifecycle.verify_workload(database.engine(), execution_plan, shard_executions["attempts"])
+    context.add_output_metadata({
+        "mode": report["mode"], "sample_rate": report["sample_rate"], "sampled_shards": len(report["sampled"]),
+        "rejected_shards": len(report["rejected_shards"]),
+        "verified_work_units_by_provider": MetadataValue.json(report["verified_work_units_by_provider"]),
+    })
+    return report
+
+
+@asset(partitions_def=workload_partitions, group_name="aggregate",
+       check_specs=[AssetCheckSpec("evidence_bundle_intact", asset="evidence_bundle")])
+def evidence_bundle(context: AssetExecutionContext, execution_plan: dict, verification_report: dict,
+                    database: ForgeDatabaseResource, artifacts: ArtifactStoreResource):
+    """The exact merged output and its manifest (Merkle root of shard digests, bundle digest)."""
+    evidence = lifecycle.aggregate_workload(database.engine(), execution_plan, verification_report, artifacts.path())
+    summary = get_primitive(execution_plan["plan"]["primitive"]).output_summary(evidence["output"])
+    table = summary.pop("table_markdown")
+    yield Output(evidence, metadata={
+        "output_digest": evidence["output_digest"], "merkle_root": evidence["merkle_root"],
+        "evidence_digest": evidence["evidence_digest"], "evidence_path": MetadataValue.path(evidence["evidence_path"]),
+        "backends": ", ".join(evidence["backends"]), "output_summary": MetadataValue.md(table), **summary,
+    })
+    yield _evidence_check(evidence)
+
+
+def _evidence_check(evidence: dict) -> AssetCheckResult:
+    """Re-read the bundle from disk: its manifest digest and output digest must be what was recorded."""
+    directory = Path(evidence["evidence_path"])
+    manifest = json.loads((directory / "manifest.json").read_text())
+    output = json.loads((directory / "output.json").read_text())
+    passed = digest(manifest) == evidence["evidence_digest"] and digest(output) == evidence["output_digest"]
+    return AssetCheckResult(check_name="evidence_bundle_intact", passed=passed, severity=AssetCheckSeverity.ERROR,
+                            metadata={"evidence_digest": evidence["evidence_digest"]})
+
+
+@asset(partitions_def=workload_partitions, group_name="finalize")
+def usage_record(context: AssetExecutionContext, execution_plan: dict, verification_report: dict,
+                 evidence_bundle: dict, database: ForgeDatabaseResource) -> dict:
+    """Work units, attribution and replay references; the workload is Finalized."""
+    record = lifecycle.finalize_workload(database.engine(), execution_plan, verification_report, evidence_bundle)
+    context.add_output_metadata({
+        "work_units": record["work_units"], "organization": record["organization"],
+        "output_digest": record["output_digest"], "evidence_digest": record["evidence_digest"],
+        "finalized_at": record["finalized_at"],
+    })
+    return record
+
+
+WORKLOAD_ASSETS = [workload_request, execution_plan, shard_executions, verification_report, evidence_bundle,
+                   usage_record]
