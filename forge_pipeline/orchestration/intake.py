@@ -13,7 +13,7 @@ from forge_pipeline.states import State
 from forge_pipeline.storage.records import list_workload_ids, store_request
 
 workload_lifecycle_job = define_asset_job(
-    "workload_lifecycle", selection=WORKLOAD_ASSETS, partitions_def=workload_partitions,
+    "workload_lifecycle", selection=WORKLOAD_ASSETS,
     description="request -> plan -> shard executions -> verification -> evidence -> usage record, for one workload",
 )
 
