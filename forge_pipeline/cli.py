@@ -114,19 +114,113 @@ def command_demo(arguments) -> int:
     from forge_pipeline.status import workload_status
 
     say(f"Forge Pool demo — home {os.environ.get('FORGE_HOME', '.forge')}")
-    say("1/3 submitting sample requests")
+    say("1/4 submitting sample requests")
     workload_ids = submit([str(path) for path in demo_requests()])
     engine = open_engine()
     pending = [wid for wid in workload_ids if records.load_workload(engine, wid)["state"] == State.PENDING.value]
-    say(f"2/3 running {len(pending)} lifecycle(s) through Dagster ({len(workload_ids) - len(pending)} already ran)")
+    say(f"2/4 running {len(pending)} lifecycle(s) through Dagster ({len(workload_ids) - len(pending)} already ran)")
     outcome = run(pending) if pending else {}
-    say("3/3 summary")
+    import datetime as dt
+    cycle_key = cycle_argument(dt.datetime.now(dt.timezone.utc).date().isoformat())
+    say(f"3/4 settling billing cycle {cycle_key} through Dagster")
+    settled = settle(cycle_key)
+    say("4/4 summary")
     for workload_id in workload_ids:
         status = workload_status(engine, workload_id)
         print(f"{workload_id}  {status['organization']}/{status['project']}  {status['primitive']}\n"
-              f"    state {status['state']}  work units {status['work_units']}  "
+              f"    state {status['state']}  work units {status['work_units']}  charge {status['charge_ucr']} ucr  "
               f"output {str(status['output_digest'])[:16]}  evidence {str(status['evidence_digest'])[:16]}")
-    return EXIT_OK if all(outcome.values()) else EXIT_PROBLEM
+    print_statements(cycle_key)
+    return EXIT_OK if all(outcome.values()) and settled else EXIT_PROBLEM
+
+
+def cycle_argument(text: str) -> str:
+    """A billing cycle given as a date; refused (exit 2) when it is not one."""
+    import datetime as dt
+
+    from forge_pipeline.orchestration.billing_assets import CADENCE
+    from forge_pipeline.settle.settlement import cycle_of
+    try:
+        return cycle_of(dt.date.fromisoformat(text), CADENCE).key
+    except ValueError:
+        raise RequestInvalid([Problem("cycle", f"must be a date YYYY-MM-DD, got {text!r}")]) from None
+
+
+def settle(cycle_key: str) -> bool:
+    from forge_pipeline.definitions import defs
+    from forge_pipeline.orchestration.runs import QUIET_RUN_CONFIG, forge_instance
+
+    result = defs.resolve_job_def("billing_cycle_settlement").execute_in_process(
+        partition_key=cycle_key, instance=forge_instance(), raise_on_error=False, run_config=QUIET_RUN_CONFIG)
+    summary = result.output_for_node("settlement_postings") if result.success else None
+    if summary:
+        say(f"cycle {cycle_key}: {summary['billable_workloads']} billable workload(s), "
+            f"{summary['newly_posted']} newly posted")
+    else:
+        failures = [event.step_failure_data.error.message.strip() for event in result.get_step_failure_events()]
+        say(f"cycle {cycle_key}: settlement failed: {'; '.join(failures) or 'a blocking check failed'}")
+    return result.success
+
+
+def print_statements(cycle_key: str) -> None:
+    import polars as pl
+
+    from forge_pipeline.settle import tables
+    from forge_pipeline.settle.settlement import cycle_entries
+
+    frame = cycle_entries(open_engine(), cycle_key)
+    with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, tbl_rows=50):
+        print(f"credit statement, cycle {cycle_key}")
+        print(tables.credit_statement(frame).collect())
+        print(f"provider payouts, cycle {cycle_key}")
+        print(tables.provider_payouts(frame).collect())
+
+
+def command_settle(arguments) -> int:
+    cycle_key = cycle_argument(arguments.cycle)
+    if not settle(cycle_key):
+        return EXIT_PROBLEM
+    print_statements(cycle_key)
+    return EXIT_OK
+
+
+def command_ledger_verify(arguments) -> int:
+    from forge_pipeline.ledger.ledger import verify_chain
+
+    result = verify_chain(open_engine())
+    if result.ok:
+        print(f"ledger intact: {result.entries_checked} entries, head {result.head_hash}")
+        return EXIT_OK
+    print(f"ledger NOT intact: entry {result.first_bad_sequence}: {result.reason}")
+    return EXIT_PROBLEM
+
+
+def command_export(arguments) -> int:
+    from forge_pipeline.settle.settlement import cycle_entries, statement_lines
+
+    cycle_key = cycle_argument(arguments.cycle)
+    lines = statement_lines(cycle_entries(open_engine(), cycle_key, arguments.org)).collect()
+    output = Path(arguments.output)
+    temporary = output.with_name(f".{output.name}.tmp")
+    try:
+        if arguments.format == "csv":
+            lines.write_csv(temporary)
+        else:
+            lines.write_parquet(temporary)
+    except OSError as error:
+        raise RequestInvalid([Problem("-o", f"cannot write {output}: {error.strerror}")]) from None
+    temporary.replace(output)
+    say(f"exported {lines.height} statement line(s) of cycle {cycle_key}"
+        f"{f' for {arguments.org}' if arguments.org else ''} to {output}")
+    return EXIT_OK
+
+
+def command_db_upgrade(arguments) -> int:
+    from forge_pipeline.storage.database import database_url, upgrade_database
+
+    upgrade_database(database_url())
+    say("database schema is at the newest revision")
+    return EXIT_OK
 
 
 def command_ui(arguments) -> int:
@@ -153,6 +247,21 @@ def parser() -> argparse.ArgumentParser:
     status_parser.add_argument("workload_id", nargs="?")
     status_parser.add_argument("--json", action="store_true")
     status_parser.set_defaults(handler=command_status)
+    settle_parser = commands.add_parser("settle", help="settle one billing cycle (idempotent)")
+    settle_parser.add_argument("cycle", metavar="YYYY-MM-DD")
+    settle_parser.set_defaults(handler=command_settle)
+    ledger_parser = commands.add_parser("ledger", help="ledger commands").add_subparsers(dest="ledger", required=True)
+    ledger_parser.add_parser("verify", help="exit 0 when the hash chain is intact, 1 naming the first bad entry") \
+        .set_defaults(handler=command_ledger_verify)
+    export_parser = commands.add_parser("export", help="a cycle's statement lines as CSV or Parquet")
+    export_parser.add_argument("--cycle", required=True, metavar="YYYY-MM-DD")
+    export_parser.add_argument("--org", help="only this organization's lines")
+    export_parser.add_argument("--format", required=True, choices=("csv", "parquet"))
+    export_parser.add_argument("-o", dest="output", required=True, metavar="FILE")
+    export_parser.set_defaults(handler=command_export)
+    db_parser = commands.add_parser("db", help="database commands").add_subparsers(dest="db", required=True)
+    db_parser.add_parser("upgrade", help="migrate the database to the newest schema (Alembic)") \
+        .set_defaults(handler=command_db_upgrade)
     ui_parser = commands.add_parser("ui", help="the Dagster UI on this home")
     ui_parser.add_argument("--port", type=int, default=3000)
     ui_parser.set_defaults(handler=command_ui)

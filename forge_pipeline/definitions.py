@@ -1,7 +1,8 @@
 """The one code location: `forge_pipeline.definitions:defs` (workspace.yaml).
 
 The executor is chosen by environment (FORGE_EXECUTOR: multiprocess by default,
-in_process for a single process), not by code edits.
+in_process for a single process) and the billing cadence by FORGE_BILLING_CYCLE
+(daily by default, or monthly), not by code edits.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 
 from dagster import Definitions, in_process_executor, multiprocess_executor
 
+from forge_pipeline.orchestration.billing_assets import BILLING_ASSETS, billing_cycle_schedule, settlement_job
 from forge_pipeline.orchestration.intake import submit_request, workload_intake_sensor, workload_lifecycle_job
 from forge_pipeline.orchestration.resources import (AgentPoolResource, ArtifactStoreResource, ComputeBackendResource,
                                                     ForgeDatabaseResource)
@@ -35,8 +37,9 @@ def executor():
 
 
 defs = Definitions(
-    assets=WORKLOAD_ASSETS,
-    jobs=[workload_lifecycle_job, submit_request],
+    assets=[*WORKLOAD_ASSETS, *BILLING_ASSETS],
+    jobs=[workload_lifecycle_job, submit_request, settlement_job],
+    schedules=[billing_cycle_schedule],
     sensors=[workload_intake_sensor],
     resources=resources(),
     executor=executor(),

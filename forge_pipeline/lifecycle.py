@@ -21,12 +21,15 @@ from forge_pipeline.execute.runner import ShardsExhausted, retry_failed, run_bat
 from forge_pipeline.intake.problems import RequestInvalid
 from forge_pipeline.intake.request import validate_request
 from forge_pipeline.plan.planning import build_plan
+from forge_pipeline.settle.pricing import BudgetExceeded
+from forge_pipeline.settle.rate_card import Unpriced
+from forge_pipeline.settle.settlement import check_budget, post_workload_record, price_finalized
 from forge_pipeline.states import State
 from forge_pipeline.storage import records
 from forge_pipeline.storage.database import utc_now
 from forge_pipeline.verify.verification import verify_shards
 
-WORKLOAD_FAULTS = (RequestInvalid, NoCapableAgent, ShardsExhausted, BackendUnavailable)
+WORKLOAD_FAULTS = (RequestInvalid, NoCapableAgent, ShardsExhausted, BackendUnavailable, BudgetExceeded, Unpriced)
 
 
 class WorkloadFailed(RuntimeError):
@@ -58,6 +61,7 @@ def plan_workload(engine: Engine, admitted: dict, pool: Pool, gpu_visible: bool)
     workload_id = admitted["workload_id"]
     with failing_on_fault(engine, workload_id, "planning"):
         plan = build_plan(admitted["request"], admitted["seed"])
+        check_budget(admitted["request"], plan)
         batches = assign_shards(plan, pool, gpu_visible)
     records.transition(engine, workload_id, State.PLANNED, f"{len(plan['shards'])} shards, plan {plan['plan_digest'][:12]}")
     return {**admitted, "plan": plan, "batches": batches, "gpu_visible": gpu_visible}
@@ -108,8 +112,11 @@ def aggregate_workload(engine: Engine, planned: dict, report: dict, artifacts_ro
 
 
 def finalize_workload(engine: Engine, planned: dict, report: dict, evidence: dict) -> dict:
-    """Write the usage record (work units, attribution, replay references) and finalize."""
+    """Price the verified work, write the usage record (work units, attribution, replay
+    references, charge) and its ledger record, and finalize. Each write is idempotent, so
+    a step re-executed after a crash completes without posting twice."""
     request, plan = planned["request"], planned["plan"]
+    charge = price_finalized(request, plan, report, evidence["output"])
     record = {
         "workload_id": planned["workload_id"],
         **{key: request[key] for key in ("request_id", "organization", "project", "workspace", "adapter",
@@ -124,9 +131,13 @@ def finalize_workload(engine: Engine, planned: dict, report: dict, evidence: dic
         "evidence_path": evidence["evidence_path"],
         "kernel_digest": evidence["kernel_digest"],
         "verification_mode": report["mode"],
+        "rate_card_version": charge.rate_card_version,
+        "charge_ucr": charge.charge_ucr,
+        "charge": charge.to_json(),
         "finalized_at": utc_now(),
     }
     records.write_usage_record(engine, record)
+    post_workload_record(engine, records.usage_record_of(engine, planned["workload_id"]))
     records.transition(engine, planned["workload_id"], State.FINALIZED, f"output {evidence['output_digest'][:12]}")
     return records.usage_record_of(engine, planned["workload_id"])
 

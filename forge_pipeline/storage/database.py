@@ -3,17 +3,28 @@ usage records and the ledger, on SQLite by default and PostgreSQL in production.
 
 Timestamps are UTC ISO-8601 text (`2026-11-25T22:19:42.123456Z`): they sort, compare and
 hash identically on every database. The seed is a uint64, which no signed BIGINT
-holds, so it is stored as decimal text.
+holds, so it is stored as decimal text. Money is a signed 64-bit integer (`*_ucr`); no
+money column is Float or Numeric.
+
+The schema is owned by the Alembic migrations in `storage/migrations` (shipped inside the
+package): `open_engine` upgrades a database to the newest revision the first time a
+process opens it, and `upgrade_database` is `forge-pool db upgrade`. A change to the
+tables below needs a new revision; `tests/ledger/test_migrations.py` fails until the
+migrated schema matches this metadata again.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import (BigInteger, Column, Engine, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint, create_engine, event)
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (BigInteger, Column, Connection, Engine, ForeignKey, Index, Integer, MetaData, String, Table,
+                        Text, UniqueConstraint, create_engine, event, func, select)
 
 metadata = MetaData()
 
@@ -90,6 +101,28 @@ usage_records = Table(
     Column("finalized_at", String(32), nullable=False),
 )
 
+# Append-only and hash-chained: see forge_pipeline/ledger/ledger.py for the meaning of each column.
+ledger_entries = Table(
+    "ledger_entries", metadata,
+    Column("sequence", BigInteger, primary_key=True, autoincrement=False),  # 1, 2, 3... assigned by the ledger
+    Column("transaction_id", String(64), nullable=False, index=True),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("account", String(255), nullable=False),
+    Column("amount_ucr", BigInteger, nullable=False),  # signed: credit > 0, debit < 0
+    Column("workload_id", String(32), index=True),
+    Column("cycle", String(10), index=True),
+    Column("organization", String(128)),
+    Column("project", String(128)),
+    Column("workspace", String(128)),
+    Column("provider_id", String(128)),
+    Column("memo", Text, nullable=False),
+    Column("recorded_at", String(32), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("entry_hash", String(64), nullable=False),
+    UniqueConstraint("idempotency_key", name="uq_ledger_entries_idempotency_key"),
+)
+
 
 def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -113,18 +146,78 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+# PostgreSQL advisory lock keys (any constant bigint, unique to its purpose within this database).
+MIGRATION_LOCK_KEY = 0x466F7267654D4947  # "ForgeMIG"
+LEDGER_LOCK_KEY = 0x466F7267654C4447  # "ForgeLDG"
+
+
+@contextmanager
+def exclusive_transaction(engine: Engine, lock_key: int) -> Iterator[Connection]:
+    """One transaction that holds the database's writer lock from its first statement.
+
+    A writer that reads before it appends (the ledger reads the chain's tail, a migration
+    reads the schema version) must not interleave with another such writer, or both
+    append after the same tail and the chain forks.
+
+    SQLite: `BEGIN IMMEDIATE` takes the write lock up front (waiting up to busy_timeout).
+    pysqlite would otherwise open its own deferred transaction just before the first
+    INSERT, after our reads; switching the connection to driver-level AUTOCOMMIT stops it
+    from emitting any BEGIN, so the one we emit is the only one, and SQLAlchemy's
+    commit/rollback (the DBAPI's) still end it — the SQLAlchemy SQLite docs' recipe,
+    applied to this connection only so other code keeps its usual transactions.
+    PostgreSQL: a transaction-scoped advisory lock on `lock_key`, released at commit or
+    rollback, so a killed writer never leaves it held.
+    """
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.execution_options(isolation_level="AUTOCOMMIT")
+            with connection.begin():
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                yield connection
+        elif engine.dialect.name == "postgresql":
+            with connection.begin():
+                connection.execute(select(func.pg_advisory_xact_lock(lock_key)))
+                yield connection
+        else:
+            raise NotImplementedError(f"no writer lock for {engine.dialect.name}: use SQLite or PostgreSQL")
+
+
+def alembic_config(connection: Connection) -> Config:
+    """Alembic configuration for the migrations shipped in this package (no alembic.ini):
+    migrations run on `connection`, inside the caller's transaction."""
+    config = Config()
+    config.set_main_option("script_location", "forge_pipeline.storage:migrations")
+    config.attributes["connection"] = connection
+    return config
+
+
 _ENGINES: dict[str, Engine] = {}
 
 
-def open_engine(url: str | None = None) -> Engine:
-    """One engine per URL per process, with the schema created (migrations come with the ledger)."""
+def upgrade_database(url: str | None = None) -> Engine:
+    """Migrate the database at `url` to the newest schema (`forge-pool db upgrade`); returns its engine.
+
+    Concurrent callers (Dagster step processes opening a fresh database) are serialized
+    by the writer lock: the first migrates, the others find the schema at head.
+    """
     url = url or database_url()
-    if url not in _ENGINES:
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, future=True)
-        if engine.dialect.name == "sqlite":
-            event.listen(engine, "connect", _sqlite_pragmas)
-        metadata.create_all(engine)
-        _ENGINES[url] = engine
-    return _ENGINES[url]
+    engine = _ENGINES.get(url) or _new_engine(url)
+    with exclusive_transaction(engine, MIGRATION_LOCK_KEY) as connection:
+        command.upgrade(alembic_config(connection), "head")
+    _ENGINES[url] = engine
+    return engine
+
+
+def open_engine(url: str | None = None) -> Engine:
+    """One engine per URL per process, its database migrated to the newest schema on first open."""
+    url = url or database_url()
+    return _ENGINES.get(url) or upgrade_database(url)
+
+
+def _new_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine

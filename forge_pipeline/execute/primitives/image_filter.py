@@ -1,0 +1,380 @@
+"""media_transformation/image_filter@1: integer 3x3 Gaussian blur, then a 2x box downsample.
+
+Each uint8 grayscale image (generated from Philox bytes or read from a `.npy` file) is
+blurred with [1,2,1;2,4,2;1,2,1] / 16, rounded half up ((sum + 8) >> 4), edges
+replicated, then averaged over 2x2 blocks ((a + b + c + d + 2) >> 2); an odd trailing
+row or column of the blurred image is dropped. Items are images with global indices, so
+a shard's per-image digests and histogram do not depend on where its range starts.
+docs/primitives/image_filter.md is the full contract.
+
+This module also holds the two input helpers the primitive library shares: Philox words
+on either backend (`philox_words_on`) and pinned input files (`pinned_file`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forge_pipeline.execute.backend import NUMPY_BACKEND, Backend, launch_geometry, raw_kernel
+from forge_pipeline.execute.philox import philox_words
+from forge_pipeline.execute.primitives.base import Primitive
+from forge_pipeline.intake.problems import Problem, Problems, RequestInvalid, join
+
+UINT64_MAX = (1 << 64) - 1
+MAX_IMAGES = 100_000  # the output lists one digest per image
+MAX_SIDE = 8_192
+MIN_SIDE = 2  # a 2x downsample of a side of 1 would leave nothing
+MAX_PIXELS = 1 << 34  # input pixels per workload: Philox words stay far inside 2^66 per stream
+MAX_FILE_BYTES = (1 << 34) + (1 << 20)  # MAX_PIXELS plus room for a .npy header
+PIXEL_STREAM = 0
+# Input pixels per chunk: bounds the uint16 intermediates of the NumPy path and the device buffers.
+CHUNK_PIXELS = 1 << 22
+
+
+class ImageFilter(Primitive):
+    family = "media_transformation"
+    name = "image_filter"
+    version = 1
+    work_unit = "input_pixel"
+    item = "image"
+    default_shard_size = 128
+    contract = "docs/primitives/image_filter.md"
+
+    def normalize_arguments(self, arguments: Any, problems: Problems, path: str = "arguments") -> dict | None:
+        found_before = len(problems.found)
+        document = problems.mapping(arguments, path, set(), {"generate", "npy"})
+        if document is None:
+            return None
+        if len(set(document) & {"generate", "npy"}) != 1:
+            problems.add(path, "give exactly one source: generate or npy")
+            return None
+        if "generate" in document:
+            normalized = {"generate": self._generate(document["generate"], problems, join(path, "generate"))}
+        else:
+            normalized = {"npy": self._npy(document["npy"], problems, join(path, "npy"))}
+        return None if len(problems.found) > found_before else normalized
+
+    @staticmethod
+    def _generate(value: Any, problems: Problems, path: str) -> dict | None:
+        fields = {"count", "height", "width", "seed"}
+        if problems.mapping(value, path, fields, set()) is None:
+            return None
+        count = problems.integer(value.get("count"), join(path, "count"), 1, MAX_IMAGES) if "count" in value else None
+        height = problems.integer(value.get("height"), join(path, "height"), MIN_SIDE, MAX_SIDE) \
+            if "height" in value else None
+        width = problems.integer(value.get("width"), join(path, "width"), MIN_SIDE, MAX_SIDE) \
+            if "width" in value else None
+        seed = problems.integer(value.get("seed"), join(path, "seed"), 0, UINT64_MAX) if "seed" in value else None
+        if None in (count, height, width, seed):
+            return None
+        if count * height * width > MAX_PIXELS:
+            problems.add(join(path, "count"), f"count x height x width must be <= {MAX_PIXELS} pixels")
+            return None
+        return {"count": count, "height": height, "width": width, "seed": seed}
+
+    @staticmethod
+    def _npy(value: Any, problems: Problems, path: str) -> dict | None:
+        source = pinned_file(value, problems, path, ".npy", {"shape"})
+        if source is None:
+            return None
+        try:
+            images = np.load(source["path"], mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as error:
+            problems.add(join(path, "path"), f"not a readable .npy array ({error})")
+            return None
+        shape = [int(side) for side in images.shape]
+        if images.dtype != np.uint8 or len(shape) != 3:
+            problems.add(join(path, "path"), f"must hold a (count, height, width) uint8 array, got {images.dtype} "
+                                             f"{tuple(shape)}")
+            return None
+        count, height, width = shape
+        if not 1 <= count <= MAX_IMAGES or not MIN_SIDE <= min(height, width) or max(height, width) > MAX_SIDE:
+            problems.add(join(path, "path"), f"shape {tuple(shape)}: count must be in [1, {MAX_IMAGES}] and height, "
+                                             f"width in [{MIN_SIDE}, {MAX_SIDE}]")
+            return None
+        if count * height * width > MAX_PIXELS:
+            problems.add(join(path, "path"), f"count x height x width must be <= {MAX_PIXELS} pixels")
+            return None
+        if "shape" in value and value["shape"] != shape:
+            problems.add(join(path, "shape"), f"the file holds shape {shape}, not {value['shape']!r}")
+            return None
+        return {**source, "shape": shape}
+
+    def item_count(self, arguments: dict) -> int:
+        return image_shape(arguments)[0]
+
+    def work_units(self, arguments: dict, start: int, stop: int) -> int:
+        _, height, width = image_shape(arguments)
+        return (stop - start) * height * width
+
+    def execute_shard(self, arguments: dict, seed: int, start: int, stop: int, backend: Backend) -> dict:
+        """`seed` (the workload's replay seed) is unused: the images depend on the arguments alone."""
+        histogram = np.zeros(256, dtype=np.int64)
+        digests = []
+        for first, last in image_chunks(arguments, start, stop):
+            filtered = filtered_images(arguments, first, last, backend)
+            histogram += np.bincount(filtered.reshape(-1), minlength=256)
+            digests += [hashlib.sha256(image.tobytes()).hexdigest() for image in filtered]
+        return {"start": start, "stop": stop, "images": stop - start, "digests": digests,
+                "histogram": [int(count) for count in histogram]}
+
+    def plausible_result(self, arguments: dict, start: int, stop: int) -> dict:
+        _, height, width = output_shape(arguments)
+        black = hashlib.sha256(bytes(height * width)).hexdigest()
+        return {"start": start, "stop": stop, "images": stop - start, "digests": [black] * (stop - start),
+                "histogram": [(stop - start) * height * width] + [0] * 255}
+
+    def merge(self, arguments: dict, shard_results: list[dict]) -> dict:
+        count, height, width = output_shape(arguments)
+        digests = [image_digest for result in shard_results for image_digest in result["digests"]]
+        histogram = [0] * 256
+        for result in shard_results:
+            histogram = [left + right for left, right in zip(histogram, result["histogram"])]
+        return {
+            "images": sum(result["images"] for result in shard_results),
+            "input_height": image_shape(arguments)[1],
+            "input_width": image_shape(arguments)[2],
+            "height": height,
+            "width": width,
+            "digests": digests,
+            "batch_digest": batch_digest(digests),
+            "histogram": histogram,
+        }
+
+    def check_shard(self, arguments: dict, start: int, stop: int, result: dict) -> list[str]:
+        problems = []
+        count = stop - start
+        _, height, width = output_shape(arguments)
+        if result.get("images") != count:
+            problems.append(f"images {result.get('images')} != shard size {count}")
+        digests = result.get("digests")
+        if not isinstance(digests, list) or len(digests) != count or not all(is_sha256_hex(d) for d in digests):
+            problems.append("digests is not one lowercase sha256 hex digest per image")
+        histogram = result.get("histogram")
+        if not isinstance(histogram, list) or len(histogram) != 256:
+            problems.append("histogram does not have 256 bins")
+        elif any(not isinstance(bin_count, int) or bin_count < 0 for bin_count in histogram):
+            problems.append("histogram holds a negative or non-integer count")
+        elif sum(histogram) != count * height * width:
+            problems.append("histogram counts do not sum to the shard's output pixels")
+        return problems
+
+    def benchmark_arguments(self, work_units: int) -> dict:
+        side = 256
+        return {"generate": {"count": max(1, min(MAX_IMAGES, work_units // (side * side))), "height": side,
+                             "width": side, "seed": 20261125}}
+
+    def output_summary(self, output: dict) -> dict[str, Any]:
+        rows = ["| pixel values | output pixels |", "|---|---:|"]
+        for low in range(0, 256, 32):
+            rows.append(f"| {low}-{low + 31} | {sum(output['histogram'][low:low + 32])} |")
+        return {
+            "images": output["images"],
+            "size": f"{output['input_height']}x{output['input_width']} -> {output['height']}x{output['width']}",
+            "batch_digest": output["batch_digest"],
+            "table_markdown": "\n".join(rows),
+        }
+
+
+def image_shape(arguments: dict) -> tuple[int, int, int]:
+    """(count, height, width) of the input images."""
+    if "generate" in arguments:
+        generate = arguments["generate"]
+        return generate["count"], generate["height"], generate["width"]
+    count, height, width = arguments["npy"]["shape"]
+    return count, height, width
+
+
+def output_shape(arguments: dict) -> tuple[int, int, int]:
+    """(count, height // 2, width // 2): the odd trailing row and column are dropped."""
+    count, height, width = image_shape(arguments)
+    return count, height // 2, width // 2
+
+
+def image_chunks(arguments: dict, start: int, stop: int) -> list[tuple[int, int]]:
+    """Image ranges of about CHUNK_PIXELS input pixels (at least one image each)."""
+    _, height, width = image_shape(arguments)
+    per_chunk = max(1, CHUNK_PIXELS // (height * width))
+    return [(first, min(stop, first + per_chunk)) for first in range(start, stop, per_chunk)]
+
+
+def batch_digest(digests: list[str]) -> str:
+    """sha256 over the images' 32-byte digests concatenated in image order: one handle for the batch."""
+    return hashlib.sha256(b"".join(bytes.fromhex(image_digest) for image_digest in digests)).hexdigest()
+
+
+def is_sha256_hex(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+def filtered_images(arguments: dict, first: int, last: int, backend: Backend) -> np.ndarray:
+    """Images [first, last) filtered and downsampled, as a host (count, height // 2, width // 2) uint8 array."""
+    images = input_images(arguments, first, last, backend)
+    if backend.name != "cupy":
+        return filter_numpy(images)
+    xp = backend.xp
+    count, height, width = images.shape
+    out = xp.empty((count, height // 2, width // 2), dtype=xp.uint8)
+    kernel = raw_kernel("image_filter.cu", "forge_image_filter")
+    grid, block = launch_geometry(out.size)
+    kernel(grid, block, (images, np.int64(count), np.int64(height), np.int64(width), out))
+    return backend.to_host(out)
+
+
+def input_images(arguments: dict, first: int, last: int, backend: Backend) -> Any:
+    """Input images [first, last) as a (count, height, width) uint8 array on the backend.
+
+    Generated pixel p (global, image-major, row-major) is byte p mod 4 of Philox word
+    p div 4 of stream 0 under generate.seed, bytes in little-endian order (byte 0 is bits 0-7).
+    """
+    count, height, width = last - first, *image_shape(arguments)[1:]
+    if "npy" in arguments:
+        require_unchanged(arguments["npy"], "arguments.npy")
+        images = np.load(arguments["npy"]["path"], mmap_mode="r", allow_pickle=False)
+        return backend.xp.asarray(np.ascontiguousarray(images[first:last]))
+    first_pixel, pixels = first * height * width, count * height * width
+    first_word = first_pixel // 4
+    words = philox_words_on(backend, arguments["generate"]["seed"], PIXEL_STREAM, first_word,
+                            (first_pixel + pixels + 3) // 4 - first_word)
+    if backend.name != "cupy":
+        words = words.astype("<u4", copy=False)  # byte order is part of the contract, not the machine's
+    offset = first_pixel - 4 * first_word
+    return words.view(backend.xp.uint8)[offset : offset + pixels].reshape(count, height, width)
+
+
+def filter_numpy(images: np.ndarray) -> np.ndarray:
+    """The NumPy mirror of forge_image_filter: the separable form of the 3x3 kernel, in uint16.
+
+    [1,2,1;2,4,2;1,2,1] is the outer product of [1,2,1] with itself, so a vertical then a
+    horizontal [1,2,1] pass gives the same integer sum (at most 16 * 255 = 4080). Only the
+    2 * (height // 2) rows and 2 * (width // 2) columns the downsample keeps are computed.
+    """
+    count, height, width = images.shape
+    rows, columns = 2 * (height // 2), 2 * (width // 2)
+    pixels = images.astype(np.uint16)
+    vertical = _tap_121(pixels, axis=1, keep=rows)
+    blurred = _tap_121(vertical, axis=2, keep=columns)
+    blurred += 8
+    blurred >>= 4
+    out = blurred[:, 0::2, 0::2] + blurred[:, 0::2, 1::2]
+    out += blurred[:, 1::2, 0::2]
+    out += blurred[:, 1::2, 1::2]
+    out += 2
+    out >>= 2
+    return out.astype(np.uint8)
+
+
+def _tap_121(values: np.ndarray, axis: int, keep: int) -> np.ndarray:
+    """[1,2,1] along `axis` with replicated edges, at positions [0, keep): v[i-1] + 2 v[i] + v[i+1]."""
+    length = values.shape[axis]
+
+    def along(array: np.ndarray, low: int, high: int) -> np.ndarray:
+        return array[(slice(None),) * axis + (slice(low, high),)]
+
+    out = along(values, 0, keep) * np.uint16(2)
+    along(out, 1, keep)[...] += along(values, 0, keep - 1)  # left neighbours
+    along(out, 0, 1)[...] += along(values, 0, 1)  # position 0 is its own left neighbour (replicated edge)
+    inner = min(keep, length - 1)  # positions whose right neighbour lies inside the image
+    along(out, 0, inner)[...] += along(values, 1, inner + 1)
+    if keep == length:  # the last position is its own right neighbour
+        along(out, length - 1, length)[...] += along(values, length - 1, length)
+    return out
+
+
+def write_artifact(arguments: dict, seed: int, directory: Path, backend: Backend = NUMPY_BACKEND) -> dict:
+    """Write the filtered images to `directory/images.npy`; returns its facts for the evidence bundle.
+
+    The file is derived, not trusted: it is recomputed from the arguments, and its
+    `batch_digest` must equal the verified output's before anyone relies on it.
+    """
+    count, height, width = output_shape(arguments)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "images.npy"
+    temporary = directory / ".images.npy.tmp"
+    images = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=(count, height, width))
+    digests = []
+    for first, last in image_chunks(arguments, 0, count):
+        filtered = filtered_images(arguments, first, last, backend)
+        images[first:last] = filtered
+        digests += [hashlib.sha256(image.tobytes()).hexdigest() for image in filtered]
+    images.flush()
+    del images
+    os.replace(temporary, path)
+    return {"path": str(path), "bytes": path.stat().st_size, "shape": [count, height, width],
+            "batch_digest": batch_digest(digests)}
+
+
+def philox_words_on(backend: Backend, seed: int, stream: int, first_word: int, count: int) -> Any:
+    """Words [first_word, first_word + count) of a Philox stream as uint32, on the backend's device.
+
+    NumPy: forge_pipeline.execute.philox.philox_words; CuPy: kernels/philox.cu, bit-identical.
+    """
+    if backend.name != "cupy":
+        return philox_words(seed, stream, first_word, count)
+    xp = backend.xp
+    out = xp.empty(count, dtype=xp.uint32)
+    if count:
+        blocks = (first_word + count + 3) // 4 - first_word // 4
+        grid, block = launch_geometry(blocks)
+        raw_kernel("philox.cu", "forge_philox4x32")(
+            grid, block, (np.uint64(seed), np.uint32(stream), np.uint64(first_word), np.int64(count), out))
+    return out
+
+
+def pinned_file(value: Any, problems: Problems, path: str, suffix: str, optional: set[str]) -> dict | None:
+    """An input file named by `path`, pinned by the sha256 of its bytes.
+
+    The normalized document holds the absolute path and the digest; a digest given by
+    the user (or by an earlier normalization) must match, so a file that changed since
+    admission is refused instead of silently computed.
+    """
+    if problems.mapping(value, path, {"path"}, {"sha256"} | optional) is None:
+        return None
+    name = problems.string(value.get("path"), join(path, "path"), max_length=4096) if "path" in value else None
+    if name is None:
+        return None
+    resolved = Path(name).expanduser().resolve()
+    if resolved.suffix != suffix:
+        problems.add(join(path, "path"), f"must name a {suffix} file")
+        return None
+    if not resolved.is_file():
+        problems.add(join(path, "path"), f"no such file: {resolved}")
+        return None
+    if resolved.stat().st_size > MAX_FILE_BYTES:
+        problems.add(join(path, "path"), f"larger than {MAX_FILE_BYTES} bytes")
+        return None
+    file_digest = file_sha256(str(resolved))
+    if "sha256" in value and value["sha256"] != file_digest:
+        problems.add(join(path, "sha256"), f"the file's sha256 is {file_digest}, not {value['sha256']!r}: "
+                                           "it changed since it was pinned, or it is another file")
+        return None
+    return {"path": str(resolved), "sha256": file_digest}
+
+
+def require_unchanged(source: dict, path: str) -> None:
+    """Refuse to compute on a pinned file whose bytes changed since admission (RequestInvalid, a workload fault)."""
+    actual = file_sha256(source["path"])
+    if actual != source["sha256"]:
+        raise RequestInvalid([Problem(join(path, "sha256"),
+                                      f"{source['path']} changed since admission: sha256 {actual} != {source['sha256']}")])
+
+
+def file_sha256(path: str) -> str:
+    """sha256 of a file's bytes, cached per (path, size, mtime, inode) so shards do not rehash an unchanged file."""
+    status = os.stat(path)
+    return _file_sha256(path, status.st_size, status.st_mtime_ns, status.st_ino)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int, inode: int) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            hasher.update(block)
+    return hasher.hexdigest()

@@ -1,0 +1,345 @@
+"""The ledger: append-only, double-entry, tamper-evident postings (DESIGN §3.5).
+
+Money: `amount_ucr` is a signed integer in micro-credits. Positive credits the account
+(its balance grows), negative debits it. Charging a customer 10 µcr of which a provider
+earns 7: `customer:acme/risk/prod` −10, `provider:northwind` +7, `platform:revenue` +3.
+Every transaction's entries sum to exactly zero; that is checked before anything is
+written and again by `verify_chain` after reading.
+
+Idempotency: entry i (0-based) of transaction T carries the unique idempotency key
+`T#i`. Posting a transaction id that is already in the ledger posts nothing and returns
+False, so re-running any step never posts twice; posting it again with different entries
+is refused (CONFLICTS_WITH_POSTED) rather than silently dropped.
+
+Tamper evidence: entries are numbered 1, 2, 3... without gaps and hash-chained (see
+chain.py). Writers are serialized (`storage.database.exclusive_transaction`), and each
+write is one database transaction: lock, read the tail and the already-posted ids,
+insert. A killed writer leaves either all of its transactions or none.
+
+Nothing here updates or deletes a ledger row. A mistake is undone by a compensating
+transaction (`post_correction`).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, exists, insert, select
+from sqlalchemy.exc import IntegrityError
+
+from forge_pipeline.canonical import canonical_json
+from forge_pipeline.ledger.chain import GENESIS_HASH, entry_hash
+from forge_pipeline.storage.database import LEDGER_LOCK_KEY, exclusive_transaction, ledger_entries, utc_now
+
+AMOUNT_UCR_MIN, AMOUNT_UCR_MAX = -(2**63) + 1, 2**63 - 1  # a signed BIGINT, symmetric so every entry negates
+ENTRIES_PER_TRANSACTION_MAX = 10_000
+ENTRIES_PER_BATCH_MAX = 1_000_000
+WRITE_ATTEMPTS_MAX = 3
+VERIFY_ROWS_PER_FETCH = 2_000
+_ID_CHUNK = 500  # transaction ids per IN (...) query, well under every driver's parameter limit
+
+ATTRIBUTION_FIELDS = ("workload_id", "cycle", "organization", "project", "workspace", "provider_id")
+ENTRY_FIELDS = frozenset({"account", "amount_ucr", "memo", *ATTRIBUTION_FIELDS})
+FILTER_FIELDS = ("transaction_id", "kind", "account", *ATTRIBUTION_FIELDS)
+# What a re-post is compared on: everything but the chain and the time of posting.
+_CONTENT_FIELDS = ("idempotency_key", "kind", "account", "amount_ucr", *ATTRIBUTION_FIELDS, "memo")
+_CYCLE = re.compile(r"\d{4}-\d{2}(-\d{2})?")
+
+
+class Refusal(enum.Enum):
+    NO_ENTRIES = "a transaction needs at least one entry"
+    TOO_MANY_ENTRIES = f"more than {ENTRIES_PER_TRANSACTION_MAX} entries in a transaction or {ENTRIES_PER_BATCH_MAX} in a batch"
+    UNBALANCED = "entries do not sum to zero"
+    AMOUNT_NOT_INTEGER = "amount_ucr must be an int (not a bool, float or NumPy scalar)"
+    AMOUNT_OUT_OF_RANGE = "amount_ucr does not fit a signed 64-bit integer"
+    BAD_FIELD = "a field is missing, unknown, of the wrong type or too long"
+    DUPLICATE_TRANSACTION = "the same transaction id twice in one batch"
+    CONFLICTS_WITH_POSTED = "this transaction id was already posted with different entries"
+
+
+class TransactionRefused(ValueError):
+    """Nothing of the batch was written."""
+
+    def __init__(self, transaction_id: str | None, reason: Refusal, detail: str):
+        subject = "batch" if transaction_id is None else f"transaction {transaction_id!r}"
+        super().__init__(f"{subject} refused: {reason.value}: {detail}")
+        self.transaction_id = transaction_id
+        self.reason = reason
+        self.detail = detail
+
+
+class UnknownTransaction(LookupError):
+    pass
+
+
+class LedgerCorrupt(RuntimeError):
+    """A stored entry breaks an invariant; `forge-pool ledger verify` says which and where."""
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """Entries: dicts with `account`, `amount_ucr` and optionally the attribution fields
+    and `memo` (a dict, stored as canonical JSON)."""
+
+    transaction_id: str
+    kind: str  # workload_record | nonbillable | settlement | correction | ...
+    entries: Sequence[Mapping[str, Any]]
+
+
+class ChainProblem(enum.Enum):
+    SEQUENCE_GAP = "sequence gap: an entry was deleted or inserted"
+    PREV_HASH_MISMATCH = "prev_hash does not match the previous entry's hash: entries were moved, inserted or edited"
+    HASH_MISMATCH = "entry_hash does not match the entry's content: the entry was edited"
+    UNBALANCED = "transaction does not balance"
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """`head_hash` is the hash of the last good entry: recorded elsewhere (a statement, a
+    signed report), it also exposes trailing entries removed whole, which no chain alone can."""
+
+    ok: bool
+    entries_checked: int
+    head_hash: str
+    first_bad_sequence: int | None = None
+    problem: ChainProblem | None = None
+    reason: str = ""
+
+
+def post_transaction(engine: Engine, transaction_id: str, kind: str, entries: Sequence[Mapping[str, Any]]) -> bool:
+    """Post one balanced transaction; False (nothing posted) when its id is already in the ledger."""
+    return post_transactions(engine, [Transaction(transaction_id, kind, entries)])[0]
+
+
+def post_transactions(engine: Engine, transactions: Sequence[Transaction]) -> list[bool]:
+    """Post many transactions in one database transaction (one lock, one tail read, one
+    bulk insert); returns, per transaction, whether it was posted now (False: it already was).
+
+    Every transaction is checked before anything is written; one refusal refuses the batch.
+    """
+    entry_count = sum(len(transaction.entries) for transaction in transactions)
+    if entry_count > ENTRIES_PER_BATCH_MAX:
+        raise TransactionRefused(None, Refusal.TOO_MANY_ENTRIES, f"{entry_count} entries in one batch")
+    prepared = [_rows_of(transaction) for transaction in transactions]
+    seen: set[str] = set()
+    for transaction in transactions:
+        if transaction.transaction_id in seen:
+            raise TransactionRefused(transaction.transaction_id, Refusal.DUPLICATE_TRANSACTION, "posted once per batch")
+        seen.add(transaction.transaction_id)
+    for _ in range(WRITE_ATTEMPTS_MAX - 1):
+        try:
+            return _append(engine, prepared)
+        except IntegrityError:
+            # Only a writer that bypasses the lock gets here: it posted one of these ids
+            # between our read and our insert. Ours rolled back whole; reading again finds
+            # its entries as already posted (and compares them).
+            continue
+    return _append(engine, prepared)
+
+
+def post_correction(engine: Engine, original_transaction_id: str, reason: str) -> bool:
+    """Post `correction:<original>`, negating every entry of the original with the same
+    accounts and attribution; False when that correction is already posted."""
+    if not isinstance(reason, str) or not reason:
+        raise ValueError("a correction needs a reason")
+    original = entries(engine, transaction_id=original_transaction_id)
+    if not original:
+        raise UnknownTransaction(f"no transaction {original_transaction_id!r} in the ledger")
+    reversal = [{"account": row["account"], "amount_ucr": -row["amount_ucr"],
+                 **{name: row[name] for name in ATTRIBUTION_FIELDS},
+                 "memo": {"corrects": original_transaction_id, "reason": reason}} for row in original]
+    return post_transaction(engine, f"correction:{original_transaction_id}", "correction", reversal)
+
+
+def transaction_posted(engine: Engine, transaction_id: str) -> bool:
+    with engine.connect() as connection:
+        return connection.execute(select(exists().where(ledger_entries.c.transaction_id == transaction_id))).scalar()
+
+
+def entries(engine: Engine, **filters: str | None) -> list[dict]:
+    """Entries in sequence order as stored (memo is its canonical JSON text), filtered by
+    equality on any of FILTER_FIELDS (None matches NULL)."""
+    unknown = set(filters) - set(FILTER_FIELDS)
+    if unknown:
+        raise TypeError(f"cannot filter ledger entries by {sorted(unknown)}; use {FILTER_FIELDS}")
+    query = select(ledger_entries).order_by(ledger_entries.c.sequence)
+    for name, value in filters.items():
+        query = query.where(ledger_entries.c[name].is_(None) if value is None else ledger_entries.c[name] == value)
+    with engine.connect() as connection:
+        rows = [dict(row) for row in connection.execute(query).mappings()]
+    for row in rows:
+        # After reading, as before writing: a float here would become a float on a statement.
+        if type(row["amount_ucr"]) is not int:
+            raise LedgerCorrupt(f"entry {row['sequence']} holds amount_ucr {row['amount_ucr']!r}, not an integer")
+    return rows
+
+
+def verify_chain(engine: Engine) -> VerifyResult:
+    """Walk the whole ledger in sequence order: contiguous sequence numbers from 1, each
+    prev_hash equal to the previous entry_hash, each entry_hash recomputed, each
+    transaction summing to zero. Stops at the first problem."""
+    expected_sequence, prev_hash, checked = 1, GENESIS_HASH, 0
+    transaction_id, transaction_start, transaction_sum = None, 0, 0
+    query = select(ledger_entries).order_by(ledger_entries.c.sequence)
+    with engine.connect() as connection:
+        for row in connection.execution_options(yield_per=VERIFY_ROWS_PER_FETCH).execute(query).mappings():
+            if row["transaction_id"] != transaction_id:
+                if transaction_sum != 0:
+                    return _unbalanced(checked, prev_hash, transaction_id, transaction_start, transaction_sum)
+                transaction_id, transaction_start, transaction_sum = row["transaction_id"], row["sequence"], 0
+            broken = _entry_problem(row, expected_sequence, prev_hash)
+            if broken is not None:
+                problem, detail = broken
+                return VerifyResult(False, checked, prev_hash, min(row["sequence"], expected_sequence), problem,
+                                    f"{problem.value}: {detail}")
+            transaction_sum += row["amount_ucr"]
+            expected_sequence, prev_hash, checked = expected_sequence + 1, row["entry_hash"], checked + 1
+    if transaction_sum != 0:
+        return _unbalanced(checked, prev_hash, transaction_id, transaction_start, transaction_sum)
+    return VerifyResult(True, checked, prev_hash)
+
+
+def _entry_problem(row: Mapping[str, Any], expected_sequence: int,
+                   prev_hash: str) -> tuple[ChainProblem, str] | None:
+    sequence = row["sequence"]
+    if sequence != expected_sequence:
+        return ChainProblem.SEQUENCE_GAP, f"expected entry {expected_sequence}, found entry {sequence}"
+    if row["prev_hash"] != prev_hash:
+        return ChainProblem.PREV_HASH_MISMATCH, f"entry {sequence} has prev_hash {row['prev_hash']!r}, expected {prev_hash!r}"
+    try:
+        computed = entry_hash(row)
+    except (TypeError, ValueError) as error:  # a float or non-ASCII text written behind the ledger's back
+        return ChainProblem.HASH_MISMATCH, f"entry {sequence} cannot be hashed: {error}"
+    if row["entry_hash"] != computed:
+        return ChainProblem.HASH_MISMATCH, f"entry {sequence} hashes to {computed}, stored {row['entry_hash']!r}"
+    return None
+
+
+def _unbalanced(checked: int, head_hash: str, transaction_id: str, start: int, total: int) -> VerifyResult:
+    return VerifyResult(False, checked, head_hash, start, ChainProblem.UNBALANCED,
+                        f"{ChainProblem.UNBALANCED.value}: {transaction_id!r} (from entry {start}) sums to {total} µcr")
+
+
+def _append(engine: Engine, prepared: list[list[dict]]) -> list[bool]:
+    recorded_at = utc_now()
+    with exclusive_transaction(engine, LEDGER_LOCK_KEY) as connection:
+        posted = _posted_content(connection, [rows[0]["transaction_id"] for rows in prepared])
+        tail = connection.execute(select(ledger_entries.c.sequence, ledger_entries.c.entry_hash)
+                                  .order_by(ledger_entries.c.sequence.desc()).limit(1)).first()
+        sequence, prev_hash = tail if tail is not None else (0, GENESIS_HASH)
+        new_rows = []
+        for rows in prepared:
+            transaction_id = rows[0]["transaction_id"]
+            if transaction_id in posted:
+                if posted[transaction_id] != [_content(row) for row in rows]:
+                    raise TransactionRefused(transaction_id, Refusal.CONFLICTS_WITH_POSTED,
+                                             "post a correction and a new transaction instead")
+                continue
+            for row in rows:
+                sequence += 1
+                chained = {**row, "sequence": sequence, "recorded_at": recorded_at, "prev_hash": prev_hash}
+                prev_hash = chained["entry_hash"] = entry_hash(chained)
+                new_rows.append(chained)
+        if new_rows:
+            _insert(connection, new_rows)
+    return [rows[0]["transaction_id"] not in posted for rows in prepared]
+
+
+def _insert(connection: Connection, rows: list[dict]) -> None:
+    statement = insert(ledger_entries)
+    if connection.dialect.name == "sqlite":
+        # SQLAlchemy's per-row parameter processing costs as much as SQLite's insert itself;
+        # the values are plain ints and strs already, so the driver's executemany takes them.
+        compiled = statement.compile(dialect=connection.dialect)
+        connection.exec_driver_sql(str(compiled), [tuple(row[name] for name in compiled.positiontup) for row in rows])
+    else:
+        connection.execute(statement, rows)  # psycopg2: SQLAlchemy batches rows into multi-row VALUES
+
+
+def _posted_content(connection: Connection, transaction_ids: list[str]) -> dict[str, list[tuple]]:
+    """For the ids already in the ledger: their entries' content, in posting order."""
+    content: dict[str, list[tuple]] = {}
+    columns = [ledger_entries.c.transaction_id, *(ledger_entries.c[name] for name in _CONTENT_FIELDS)]
+    for start in range(0, len(transaction_ids), _ID_CHUNK):
+        chunk = transaction_ids[start:start + _ID_CHUNK]
+        rows = connection.execute(select(*columns).where(ledger_entries.c.transaction_id.in_(chunk))
+                                  .order_by(ledger_entries.c.sequence)).mappings()
+        for row in rows:
+            content.setdefault(row["transaction_id"], []).append(_content(row))
+    return content
+
+
+def _content(row: Mapping[str, Any]) -> tuple:
+    return tuple(row[name] for name in _CONTENT_FIELDS)
+
+
+def _rows_of(transaction: Transaction) -> list[dict]:
+    """The transaction's entries as rows without their chain fields; refuses anything malformed."""
+    transaction_id, kind = transaction.transaction_id, transaction.kind
+
+    def refuse(reason: Refusal, detail: str) -> TransactionRefused:
+        return TransactionRefused(transaction_id, reason, detail)
+
+    for name, value in (("transaction_id", transaction_id), ("kind", kind)):
+        if not _text_ok(name, value):
+            raise refuse(Refusal.BAD_FIELD, _text_rule(name, value))
+    if not transaction.entries:
+        raise refuse(Refusal.NO_ENTRIES, "entries is empty")
+    if len(transaction.entries) > ENTRIES_PER_TRANSACTION_MAX:
+        raise refuse(Refusal.TOO_MANY_ENTRIES, f"{len(transaction.entries)} entries")
+    rows = []
+    for index, entry in enumerate(transaction.entries):
+        if not isinstance(entry, Mapping):
+            raise refuse(Refusal.BAD_FIELD, f"entries[{index}] is a {type(entry).__name__}, not a mapping")
+        if not (entry.keys() <= ENTRY_FIELDS and "account" in entry and "amount_ucr" in entry):
+            raise refuse(Refusal.BAD_FIELD, f"entries[{index}] has fields {sorted(entry)}: account and amount_ucr "
+                                            f"are required, the others are {sorted(ENTRY_FIELDS)}")
+        amount = entry["amount_ucr"]
+        if type(amount) is not int:
+            raise refuse(Refusal.AMOUNT_NOT_INTEGER, f"entries[{index}].amount_ucr is {type(amount).__name__} {amount!r}")
+        if not AMOUNT_UCR_MIN <= amount <= AMOUNT_UCR_MAX:
+            raise refuse(Refusal.AMOUNT_OUT_OF_RANGE, f"entries[{index}].amount_ucr is {amount}")
+        # transaction_id is at most 64 characters, so the idempotency key always fits its 255.
+        row = {"transaction_id": transaction_id, "idempotency_key": f"{transaction_id}#{index}", "kind": kind,
+               "account": entry["account"], "amount_ucr": amount}
+        for name in ATTRIBUTION_FIELDS:
+            row[name] = entry.get(name)
+        for name in _ENTRY_TEXT_FIELDS:
+            if not _text_ok(name, row[name]):
+                raise refuse(Refusal.BAD_FIELD, f"entries[{index}].{_text_rule(name, row[name])}")
+        if row["cycle"] is not None and not _CYCLE.fullmatch(row["cycle"]):
+            raise refuse(Refusal.BAD_FIELD, f"entries[{index}].cycle {row['cycle']!r} is not YYYY-MM-DD or YYYY-MM")
+        memo = entry.get("memo", {})
+        if not isinstance(memo, Mapping):
+            raise refuse(Refusal.BAD_FIELD, f"entries[{index}].memo is a {type(memo).__name__}, not a mapping")
+        try:
+            row["memo"] = canonical_json(memo).decode()
+        except TypeError as error:
+            raise refuse(Refusal.BAD_FIELD, f"entries[{index}].memo: {error}") from None
+        rows.append(row)
+    total = sum(row["amount_ucr"] for row in rows)
+    if total != 0:
+        raise refuse(Refusal.UNBALANCED, f"entries sum to {total} µcr")
+    return rows
+
+
+# Length limits read once from the table; all but account among the entry fields may be None.
+_TEXT_LIMITS = {name: ledger_entries.c[name].type.length
+                for name in ("transaction_id", "kind", "account", *ATTRIBUTION_FIELDS)}
+_ENTRY_TEXT_FIELDS = ("account", *ATTRIBUTION_FIELDS)
+_OPTIONAL_TEXT = frozenset(ATTRIBUTION_FIELDS)
+
+
+def _text_ok(name: str, value: Any) -> bool:
+    if value is None:
+        return name in _OPTIONAL_TEXT
+    return type(value) is str and 0 < len(value) <= _TEXT_LIMITS[name]
+
+
+def _text_rule(name: str, value: Any) -> str:
+    optional = " or None" if name in _OPTIONAL_TEXT else ""
+    return f"{name} must be a string of 1 to {_TEXT_LIMITS[name]} characters{optional}, got {value!r}"

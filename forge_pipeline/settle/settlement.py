@@ -1,0 +1,133 @@
+"""Money for finalized workloads: charge at finalization, settle per billing cycle.
+
+At finalization a workload is priced with the current rate card (its version stored on
+the usage record) and two ledger transactions are posted: `workload:<id>` (the usage
+record itself, a zero-amount entry on `record:workload` that puts it in the hash chain)
+and, when attempts failed or were rejected, `nonbillable:<id>` (what they would have
+cost, from `platform:fault_cost` to `platform:fault_absorbed`: visible, never billed).
+
+A workload belongs to the cycle in which it (last) became Finalized: a dispute holds it
+out, and its resolution settles it in the cycle of the resolution, so a closed cycle's
+statements never change. Settlement posts one balanced transaction `settle:<id>` per
+workload (customer −charge, each provider +payout, `platform:revenue` +fee); posting is
+idempotent, so settling a cycle again posts nothing and gives the same statements.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+import polars as pl
+from sqlalchemy import Engine, select
+
+from forge_pipeline.canonical import canonical_json
+from forge_pipeline.ledger.ledger import Transaction, entries, post_transaction, post_transactions
+from forge_pipeline.settle.pricing import Charge, apply_budget_cap, estimate_charge, price_workload
+from forge_pipeline.settle.rate_card import load_rate_card
+from forge_pipeline.settle.split import settle_workload
+from forge_pipeline.settle.tables import ENTRY_SCHEMA
+from forge_pipeline.states import State
+from forge_pipeline.storage.database import usage_records, workloads
+
+CADENCES = ("daily", "monthly")
+SETTLEMENT_BATCH = 2_000  # workloads per ledger write: bounded memory, one lock per batch
+
+
+@dataclass(frozen=True)
+class Cycle:
+    key: str  # the billing-cycle partition key: the cycle's first day, YYYY-MM-DD
+    start: str  # UTC ISO text, inclusive
+    end: str  # UTC ISO text, exclusive
+
+
+def cycle_of(day: dt.date, cadence: str = "daily") -> Cycle:
+    if cadence not in CADENCES:
+        raise ValueError(f"billing cadence must be one of {', '.join(CADENCES)}, got {cadence!r}")
+    first = day if cadence == "daily" else day.replace(day=1)
+    following = first + dt.timedelta(days=1) if cadence == "daily" else (first + dt.timedelta(days=32)).replace(day=1)
+    return Cycle(first.isoformat(), f"{first.isoformat()}T00:00:00.000000Z", f"{following.isoformat()}T00:00:00.000000Z")
+
+
+def check_budget(document: dict, plan: dict) -> None:
+    """Refuse at planning (BudgetExceeded) a workload whose known charge is over its cap."""
+    estimate = estimate_charge(load_rate_card(), plan["primitive"], document["profile"],
+                               plan["verification"]["mode"], plan["work_units"], len(plan["shards"]))
+    apply_budget_cap(estimate, document["policy"]["max_credits_ucr"])
+
+
+def price_finalized(document: dict, plan: dict, report: dict, output: dict) -> Charge:
+    """The charge for the verified work; failed and rejected attempts are priced as non-billable only."""
+    nonbillable_units = sum(verdict["work_units"] for verdict in report["verdicts"]
+                            if verdict["verdict"] in ("failed", "rejected"))
+    charge = price_workload(load_rate_card(), plan["primitive"], document["profile"], plan["verification"]["mode"],
+                            plan["work_units"], len(plan["shards"]), len(canonical_json(output)), nonbillable_units)
+    return apply_budget_cap(charge, document["policy"]["max_credits_ucr"])
+
+
+def post_workload_record(engine: Engine, record: dict) -> None:
+    """The usage record and its non-billable cost, as ledger transactions (idempotent)."""
+    attribution = {key: record[key] for key in ("workload_id", "organization", "project", "workspace")}
+    post_transaction(engine, f"workload:{record['workload_id']}", "workload_record",
+                     [{"account": "record:workload", "amount_ucr": 0, **attribution, "memo": record}])
+    nonbillable_ucr = record["charge"]["nonbillable_ucr"]
+    if nonbillable_ucr:
+        memo = {"nonbillable_units": record["charge"]["nonbillable_units"]}
+        post_transaction(engine, f"nonbillable:{record['workload_id']}", "nonbillable", [
+            {"account": "platform:fault_cost", "amount_ucr": -nonbillable_ucr, **attribution, "memo": memo},
+            {"account": "platform:fault_absorbed", "amount_ucr": nonbillable_ucr, **attribution, "memo": memo}])
+
+
+def billable_records(engine: Engine, cycle: Cycle) -> list[dict]:
+    """Usage records of workloads that are Finalized now and became so within the cycle."""
+    query = (select(usage_records.c.record_json).join(workloads, workloads.c.workload_id == usage_records.c.workload_id)
+             .where(workloads.c.state == State.FINALIZED.value, workloads.c.updated_at >= cycle.start,
+                    workloads.c.updated_at < cycle.end)
+             .order_by(usage_records.c.workload_id))
+    with engine.connect() as connection:
+        return [json.loads(text) for text in connection.execute(query).scalars()]
+
+
+def settlement_transaction(record: dict, cycle: Cycle) -> Transaction:
+    share_bps = load_rate_card(record["rate_card_version"]).provider_share_bps
+    split = settle_workload(record["charge_ucr"], share_bps, record["verified_work_units_by_provider"])
+    common = {"workload_id": record["workload_id"], "cycle": cycle.key, "organization": record["organization"],
+              "project": record["project"], "workspace": record["workspace"]}
+    memo = {"rate_card_version": record["rate_card_version"], "payout_pool_ucr": split["payout_pool_ucr"],
+            "primitive": record["primitive"], "work_units": record["work_units"]}
+    customer = f"customer:{record['organization']}/{record['project']}/{record['workspace']}"
+    rows = [{"account": customer, "amount_ucr": -split["charge_ucr"], **common, "memo": memo}]
+    rows += [{"account": f"provider:{provider}", "amount_ucr": amount, **common, "provider_id": provider, "memo": memo}
+             for provider, amount in split["payouts_ucr"].items() if amount]
+    rows.append({"account": "platform:revenue", "amount_ucr": split["platform_fee_ucr"], **common, "memo": memo})
+    return Transaction(f"settle:{record['workload_id']}", "settlement", rows)
+
+
+def settle_cycle(engine: Engine, cycle: Cycle) -> dict:
+    """Post a settlement for every billable workload of the cycle; returns what was new."""
+    records = billable_records(engine, cycle)
+    posted = 0
+    for start in range(0, len(records), SETTLEMENT_BATCH):
+        batch = [settlement_transaction(record, cycle) for record in records[start:start + SETTLEMENT_BATCH]]
+        posted += sum(post_transactions(engine, batch))
+    return {"cycle": cycle.key, "billable_workloads": len(records), "newly_posted": posted}
+
+
+def cycle_entries(engine: Engine, cycle_key: str, organization: str | None = None) -> pl.LazyFrame:
+    """The cycle's settlement entries as a lazy frame (ledger rows, typed by ENTRY_SCHEMA)."""
+    filters = {"cycle": cycle_key, "kind": "settlement"}
+    if organization is not None:
+        filters["organization"] = organization
+    rows = entries(engine, **filters)
+    frame = pl.DataFrame([{name: row[name] for name in ENTRY_SCHEMA} for row in rows], schema=ENTRY_SCHEMA,
+                         orient="row")
+    return frame.lazy()
+
+
+def statement_lines(entries_frame: pl.LazyFrame) -> pl.LazyFrame:
+    """One line per settled workload of a customer: what an organization's export holds."""
+    return (entries_frame.filter(pl.col("account").str.starts_with("customer:"))
+            .select("cycle", "organization", "project", "workspace", "workload_id", "transaction_id", "sequence",
+                    (-pl.col("amount_ucr")).alias("charge_ucr"))
+            .sort("sequence"))
