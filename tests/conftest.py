@@ -26,3 +26,36 @@ def forge_home(tmp_path, monkeypatch):
     monkeypatch.delenv("FORGE_POOL_FILE", raising=False)
     monkeypatch.setenv("FORGE_DEVICE", "auto")
     return home
+
+
+@pytest.fixture
+def postgres_server_url():
+    """A fresh PostgreSQL database on 127.0.0.1:5432 for one test, dropped afterwards.
+
+    Skips with the reason when the server is unreachable, except under CI=true, where a
+    missing server is a failure: CI must run these tests.
+    """
+    import os
+    import uuid
+
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    admin_url = os.environ.get("FORGE_TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+    try:
+        admin = sqlalchemy.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except Exception as error:  # any driver or network error means: no server here
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but PostgreSQL is not reachable at {admin_url}: {error}")
+        pytest.skip(f"PostgreSQL not reachable at {admin_url}: {type(error).__name__}")
+    name = f"forge_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    yield admin_url.rsplit("/", 1)[0] + f"/{name}"
+    from forge_pipeline.storage.database import dispose_engines
+    dispose_engines()
+    with admin.connect() as connection:
+        connection.exec_driver_sql(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()")
+        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+    admin.dispose()

@@ -221,3 +221,10 @@ def _new_engine(url: str) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (tests drop their databases; forked workers start clean)."""
+    for engine in _ENGINES.values():
+        engine.dispose()
+    _ENGINES.clear()

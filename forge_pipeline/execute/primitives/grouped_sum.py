@@ -18,6 +18,7 @@ import numpy as np
 from forge_pipeline.execute.backend import NUMPY_BACKEND, Backend, launch_geometry, raw_kernel
 from forge_pipeline.execute.primitives.base import Primitive
 from forge_pipeline.execute.primitives.image_filter import philox_words_on, pinned_file, require_unchanged
+from forge_pipeline.execute.primitives.sort_dedupe import sorted_distinct
 from forge_pipeline.intake.problems import INT64_MAX, Problems, join
 
 INT64_MIN = -(1 << 63)
@@ -235,8 +236,8 @@ def table_rows(arguments: dict, first: int, last: int, backend: Backend) -> tupl
 def group_rows(backend: Backend, keys: Any, values: Any, weights: Any) -> tuple[Any, Any, Any]:
     """(sorted distinct keys, sum of values per key, sum of weights per key), int64, on the backend."""
     xp = backend.xp
-    distinct, inverse = xp.unique(keys, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    distinct = sorted_distinct(xp, keys)
+    inverse = xp.searchsorted(distinct, keys)  # each row's dense group index
     sums, counts = xp.zeros(distinct.size, dtype=xp.int64), xp.zeros(distinct.size, dtype=xp.int64)
     scatter_add(backend, sums, inverse, values)
     scatter_add(backend, counts, inverse, weights)

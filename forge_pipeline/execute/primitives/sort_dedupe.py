@@ -8,7 +8,7 @@ count, min, max and sha256, and lists it only when it is small.
 docs/primitives/sort_dedupe.md is the full contract.
 
 The GPU path needs no kernel of its own: Philox words come from kernels/philox.cu and the
-sort and dedupe are CuPy's `unique` on uint64 (a radix sort: exact, order-independent).
+sort and dedupe are CuPy's sort (a radix sort on uint64) and a neighbour comparison.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class SortDedupe(Primitive):
 
     def execute_shard(self, arguments: dict, seed: int, start: int, stop: int, backend: Backend) -> dict:
         """`seed` (the workload's replay seed) is unused: the keys depend on the arguments alone."""
-        distinct = backend.to_host(backend.xp.unique(input_keys(arguments, start, stop, backend)))
+        distinct = backend.to_host(sorted_distinct(backend.xp, input_keys(arguments, start, stop, backend)))
         return {"start": start, "stop": stop, "input_keys": stop - start, "unique_keys": int(distinct.size),
                 "keys_base64": encode_keys(distinct)}
 
@@ -96,7 +96,7 @@ class SortDedupe(Primitive):
                 "keys_base64": encode_keys(np.zeros(1, dtype=np.uint64))}
 
     def merge(self, arguments: dict, shard_results: list[dict]) -> dict:
-        distinct = np.unique(np.concatenate([decode_keys(result["keys_base64"]) for result in shard_results]))
+        distinct = sorted_distinct(np, np.concatenate([decode_keys(result["keys_base64"]) for result in shard_results]))
         return {
             "input_keys": sum(result["input_keys"] for result in shard_results),
             "unique_keys": int(distinct.size),
@@ -158,6 +158,18 @@ def input_keys(arguments: dict, start: int, stop: int, backend: Backend) -> Any:
     if generate["modulus"] < FULL_RANGE:
         keys = keys % np.uint64(generate["modulus"])
     return keys
+
+
+def sorted_distinct(xp: Any, values: Any) -> Any:
+    """The ascending distinct values of a 1-D integer array: sort, then keep each value unlike its predecessor.
+
+    Equal to xp.unique, and several times faster than NumPy 2.4's unique on 64-bit keys;
+    on CuPy the sort is a radix sort. Integer comparisons only, so the result is exact.
+    """
+    ordered = xp.sort(values)
+    keep = xp.ones(ordered.size, dtype=bool)
+    keep[1:] = ordered[1:] != ordered[:-1]
+    return ordered[keep]
 
 
 def encode_keys(keys: np.ndarray) -> str:
