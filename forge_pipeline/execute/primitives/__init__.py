@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from forge_pipeline.execute.primitives.base import Primitive
+from forge_pipeline.execute.primitives.personalized_pagerank import PersonalizedPagerank
 from forge_pipeline.execute.primitives.portfolio_loss import PortfolioLoss
+from forge_pipeline.execute.primitives.topk_similarity import TopkSimilarity
 
-PRIMITIVES: dict[str, Primitive] = {primitive.qualified_name(): primitive for primitive in (PortfolioLoss(),)}
+PRIMITIVES: dict[str, Primitive] = {primitive.qualified_name(): primitive for primitive in (
+    PortfolioLoss(), PersonalizedPagerank(), TopkSimilarity())}
 
 
 def get_primitive(qualified_name: str) -> Primitive:
