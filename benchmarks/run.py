@@ -1,8 +1,12 @@
-"""`make bench`: every figure measured side by side in one run, printed as ratios."""
+"""`make bench`: every figure measured side by side in one run, printed as ratios.
+
+`--quick` shrinks every size (a smoke run of the benchmark code, not figures to report).
+"""
 
 import sys
 
-from benchmarks import lifecycle
+from benchmarks import lifecycle, primitives, settlement
+from forge_pipeline.execute.primitives import PRIMITIVES
 
 
 def line(text: str) -> None:
@@ -15,14 +19,24 @@ def main() -> int:
     philox = lifecycle.bench_philox(1 << (20 if quick else 24))
     line(f"ours {philox['ours_words_per_s'] / 1e6:.1f} Mwords/s, numpy {philox['numpy_words_per_s'] / 1e6:.1f} "
          f"Mwords/s, ratio {philox['ratio']:.3f} (target >= 0.35)")
-    line("== portfolio_loss@1 shard kernel, NumPy path ==")
-    kernel = lifecycle.bench_portfolio_kernel(2_000_000 if quick else 20_000_000)
-    line(f"{kernel['draws']:,} draws in {kernel['seconds']:.2f} s: {kernel['draws_per_s'] / 1e6:.1f} Mdraws/s")
+    line("== shard kernels: work units/s per primitive ==")
+    for name in PRIMITIVES:
+        measured = primitives.bench_primitive(name, 2_000_000 if quick else 50_000_000)
+        rates = ", ".join(f"{backend} {rate / 1e6:.1f} M{measured['work_unit']}/s"
+                          for backend, rate in measured["rates"].items())
+        gpu = measured["rates"].get("cupy")
+        ratio = f", GPU/CPU {gpu / measured['rates']['numpy']:.1f}x" if gpu else " (no CUDA device: NumPy only)"
+        line(f"{name}: {measured['units']:,} units; {rates}{ratio}")
     for verification in ("none", "replay_sample"):
         line(f"== lifecycle through Dagster / kernel-only, verification {verification} ==")
         measured = lifecycle.bench_lifecycle(2_000_000 if quick else 100_000_000, verification)
         line(f"{measured['draws']:,} draws, {measured['shards']} shards: kernel {measured['kernel_s']:.2f} s, "
              f"lifecycle {measured['lifecycle_s']:.2f} s, ratio {measured['ratio']:.3f} (target <= 1.2)")
+    line("== settlement tables: Polars vs plain Python group-by on the same ledger rows ==")
+    tables = settlement.bench_settlement(100_000 if quick else 1_000_000)
+    line(f"{tables['records']:,} settlement ledger rows: Polars {tables['polars_s']:.3f} s, plain Python "
+         f"{tables['python_s']:.3f} s, speed-up {tables['speedup']:.1f}x (target >= 10x); generated and computed "
+         f"end to end in {tables['total_s']:.1f} s")
     return 0
 
 

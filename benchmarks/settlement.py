@@ -4,7 +4,7 @@
 (deterministic: a fixed seed), then times `credit_statement` + `provider_payouts`
 (one lazy plan each, collected together once) and the same two group-bys written
 with Python dicts over the same rows, in the same run, and checks that both agree.
-Run it with `python -c "from forge_pipeline.settle.bench import bench_settlement;
+Run it with `python -c "from benchmarks.settlement import bench_settlement;
 print(bench_settlement(10**6))"`.
 Targets: Polars at least 10× faster; 10^6 records in under 60 s end to end.
 """
