@@ -27,9 +27,11 @@ def main() -> int:
         gpu = measured["rates"].get("cupy")
         ratio = f", GPU/CPU {gpu / measured['rates']['numpy']:.1f}x" if gpu else " (no CUDA device: NumPy only)"
         line(f"{name}: {measured['units']:,} units; {rates}{ratio}")
-    for verification in ("none", "replay_sample"):
+    sizes = [(2_000_000, "none")] if quick else [(100_000_000, "none"), (100_000_000, "replay_sample"),
+                                                 (400_000_000, "none")]
+    for draws, verification in sizes:
         line(f"== lifecycle through Dagster / kernel-only, verification {verification} ==")
-        measured = lifecycle.bench_lifecycle(2_000_000 if quick else 100_000_000, verification)
+        measured = lifecycle.bench_lifecycle(draws, verification)
         line(f"{measured['draws']:,} draws, {measured['shards']} shards: kernel {measured['kernel_s']:.2f} s, "
              f"lifecycle {measured['lifecycle_s']:.2f} s, ratio {measured['ratio']:.3f} (target <= 1.2)")
     line("== settlement tables: Polars vs plain Python group-by on the same ledger rows ==")
