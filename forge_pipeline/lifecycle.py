@@ -17,6 +17,7 @@ from forge_pipeline.aggregate.evidence import aggregate, build_manifest, kernel_
 from forge_pipeline.assign.assignment import NoCapableAgent, assign_shards, retry_agent
 from forge_pipeline.assign.pool import Pool
 from forge_pipeline.execute.backend import BackendUnavailable
+from forge_pipeline.execute.primitives import get_primitive
 from forge_pipeline.execute.runner import ShardsExhausted, retry_failed, run_batch
 from forge_pipeline.intake.problems import RequestInvalid
 from forge_pipeline.intake.request import validate_request
@@ -101,10 +102,12 @@ def verify_workload(engine: Engine, planned: dict, attempts: list[dict]) -> dict
 def aggregate_workload(engine: Engine, planned: dict, report: dict, artifacts_root: Path) -> dict:
     workload_id = planned["workload_id"]
     records.transition(engine, workload_id, State.AGGREGATING, f"{len(report['accepted'])} shards accepted")
-    output, output_digest, root = aggregate(planned["plan"], planned["request"]["arguments"], report)
-    manifest = build_manifest(workload_id, planned["request"], planned["plan"], report, report["attempts"],
-                              output_digest, root)
+    plan, arguments = planned["plan"], planned["request"]["arguments"]
+    output, output_digest, root = aggregate(plan, arguments, report)
     directory = artifacts_root / "evidence" / workload_id
+    artifacts = get_primitive(plan["primitive"]).write_artifacts(arguments, plan["seed"], directory, output)
+    manifest = build_manifest(workload_id, planned["request"], plan, report, report["attempts"], output_digest, root,
+                              artifacts)
     evidence_digest = write_bundle(directory, manifest, output)
     return {"workload_id": workload_id, "output": output, "output_digest": output_digest, "merkle_root": root,
             "evidence_digest": evidence_digest, "evidence_path": str(directory), "backends": manifest["backends"],

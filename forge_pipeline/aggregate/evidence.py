@@ -48,7 +48,7 @@ def aggregate(plan: dict, arguments: dict, report: dict) -> tuple[dict, str, str
 
 
 def build_manifest(workload_id: str, request: dict, plan: dict, report: dict, attempts: list[dict],
-                   output_digest: str, root: str) -> dict:
+                   output_digest: str, root: str, artifacts: dict) -> dict:
     primitive = get_primitive(plan["primitive"])
     shards = [{"index": shard["index"], "start": shard["start"], "stop": shard["stop"],
                "digest": attempt["digest"], "agent_id": attempt["agent_id"], "provider_id": attempt["provider_id"],
@@ -69,6 +69,7 @@ def build_manifest(workload_id: str, request: dict, plan: dict, report: dict, at
         "verification": {key: report[key] for key in ("mode", "sample_rate", "sampled", "verdicts", "rejected_shards")},
         "merkle_root": root,
         "output_digest": output_digest,
+        "artifacts": artifacts,
     }
 
 

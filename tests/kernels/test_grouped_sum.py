@@ -118,7 +118,7 @@ def test_bad_arguments_are_refused_with_field_paths():
 
 
 def test_shard_checks_catch_a_tampered_result():
-    """The spot check refuses lost rows, unsorted keys, a wrong total and keys outside the generated range."""
+    """The spot check refuses lost rows, unsorted or foreign keys, a wrong total, a dropped key and a lazy result."""
     arguments = generated(rows=200, keys=5)
     shard = PRIMITIVE.execute_shard(arguments, 0, 0, 200, NUMPY_BACKEND)
     assert PRIMITIVE.check_shard(arguments, 0, 200, shard) == []
@@ -127,6 +127,10 @@ def test_shard_checks_catch_a_tampered_result():
     assert PRIMITIVE.check_shard(arguments, 0, 200, {**shard, "total": shard["total"] + 1})
     assert PRIMITIVE.check_shard(arguments, 0, 200, {**shard, "keys": [k + 5 for k in shard["keys"]]})
     assert PRIMITIVE.check_shard(arguments, 0, 200, {**shard, "sums": [1.5] + shard["sums"][1:]})
+    assert PRIMITIVE.check_shard(arguments, 0, 200, PRIMITIVE.plausible_result(arguments, 0, 200))
+    inline = normalized({"rows": [[7, 1], [8, 2], [7, 3]]})
+    assert PRIMITIVE.check_shard(inline, 0, 3, {**PRIMITIVE.execute_shard(inline, 0, 0, 3, NUMPY_BACKEND),
+                                                "keys": [7], "sums": [6], "counts": [3]})
 
 
 def test_results_are_json_native_and_the_hooks_are_sound():

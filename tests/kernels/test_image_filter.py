@@ -155,7 +155,7 @@ def test_bad_arguments_are_refused_with_field_paths(tmp_path):
 
 
 def test_shard_checks_catch_a_tampered_result():
-    """The spot check refuses a histogram that lost a pixel, a malformed digest and a wrong image count."""
+    """The spot check refuses a lost pixel, a bad or swapped digest, a wrong count and a lazy Agent's result."""
     arguments = generated(count=3)
     shard = PRIMITIVE.execute_shard(arguments, 0, 0, 3, NUMPY_BACKEND)
     assert PRIMITIVE.check_shard(arguments, 0, 3, shard) == []
@@ -163,7 +163,8 @@ def test_shard_checks_catch_a_tampered_result():
                                                    + shard["histogram"][1:]})
     assert PRIMITIVE.check_shard(arguments, 0, 3, {**shard, "digests": shard["digests"][:2] + ["00"]})
     assert PRIMITIVE.check_shard(arguments, 0, 3, {**shard, "images": 2})
-    assert PRIMITIVE.execute_shard(arguments, 0, 0, 3, NUMPY_BACKEND) != PRIMITIVE.plausible_result(arguments, 0, 3)
+    assert PRIMITIVE.check_shard(arguments, 0, 3, {**shard, "digests": shard["digests"][::-1]})
+    assert PRIMITIVE.check_shard(arguments, 0, 3, PRIMITIVE.plausible_result(arguments, 0, 3))
 
 
 def test_artifact_holds_the_images_the_output_digests(tmp_path):

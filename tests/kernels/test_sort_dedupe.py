@@ -106,7 +106,7 @@ def test_bad_arguments_are_refused_with_field_paths():
 
 
 def test_shard_checks_catch_a_tampered_result():
-    """The spot check refuses unsorted or repeated keys, bad base64, a wrong count and keys beyond the modulus."""
+    """The spot check refuses unsorted, repeated, foreign or dropped keys, bad base64, wrong counts, a lazy result."""
     arguments = generated(count=200, modulus=50)
     shard = PRIMITIVE.execute_shard(arguments, 0, 0, 200, NUMPY_BACKEND)
     keys = decode_keys(shard["keys_base64"])
@@ -119,6 +119,11 @@ def test_shard_checks_catch_a_tampered_result():
     assert PRIMITIVE.check_shard(arguments, 0, 200, {**shard, "keys_base64": encode_keys(keys + np.uint64(50))})
     inline = normalized({"keys": [5, 6, 7]})
     assert PRIMITIVE.check_shard(inline, 0, 3, PRIMITIVE.plausible_result(inline, 0, 3))
+    assert PRIMITIVE.check_shard(arguments, 0, 200, PRIMITIVE.plausible_result(arguments, 0, 200))
+    first_input = generated_keys(1, 50, 0x0DDB_1A5E_5BAD_5EED)[0]  # index `start` is always sampled
+    dropped = keys[keys != np.uint64(first_input)]
+    assert PRIMITIVE.check_shard(arguments, 0, 200, {**shard, "keys_base64": encode_keys(dropped),
+                                                     "unique_keys": dropped.size})
 
 
 def test_results_are_json_native_and_the_hooks_are_sound():
@@ -138,7 +143,7 @@ def test_results_are_json_native_and_the_hooks_are_sound():
 @pytest.mark.gpu
 @pytest.mark.parametrize("count, modulus, start", [(1, 1, 0), (300_007, 2**64, 5), (2_000_003, 1_000_003, 999_999)])
 def test_cupy_path_matches_numpy_bit_for_bit(count, modulus, start):
-    """Device generation, modulus and unique give the NumPy shard exactly, mid-block word offsets and ragged tails included."""
+    """Device generation, modulus, sort and dedupe equal the NumPy shard: mid-block word offsets, ragged tails."""
     backend = select_backend("gpu")
     arguments = generated(count=start + count, modulus=modulus, seed=0xFEEDFACECAFEBEEF)
     assert (PRIMITIVE.execute_shard(arguments, 0, start, start + count, backend)

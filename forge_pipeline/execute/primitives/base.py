@@ -56,6 +56,11 @@ class Primitive(ABC):
     def check_shard(self, arguments: dict, start: int, stop: int, result: dict) -> list[str]:
         """Cheap structural checks of one shard result (ranges, conservation); problems, empty when sound."""
 
+    def write_artifacts(self, arguments: dict, seed: int, directory, output: dict) -> dict:
+        """Files beside the evidence bundle (e.g. the filtered images); their facts go in the manifest.
+        Most primitives' output is wholly in output.json, so the default writes nothing."""
+        return {}
+
     @abstractmethod
     def benchmark_arguments(self, work_units: int) -> dict:
         """A valid argument document of about `work_units` units, for `make bench`."""

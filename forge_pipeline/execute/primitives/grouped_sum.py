@@ -18,7 +18,7 @@ import numpy as np
 from forge_pipeline.execute.backend import NUMPY_BACKEND, Backend, launch_geometry, raw_kernel
 from forge_pipeline.execute.primitives.base import Primitive
 from forge_pipeline.execute.primitives.image_filter import philox_words_on, pinned_file, require_unchanged
-from forge_pipeline.execute.primitives.sort_dedupe import sorted_distinct
+from forge_pipeline.execute.primitives.sort_dedupe import sorted_distinct, spot_indices
 from forge_pipeline.intake.problems import INT64_MAX, Problems, join
 
 INT64_MIN = -(1 << 63)
@@ -195,6 +195,13 @@ class GroupedSum(Primitive):
                 problems.append("a group sum is outside [0, rows x value_max]")
         elif "rows" in arguments and not set(keys) <= {key for key, _ in arguments["rows"][start:stop]}:
             problems.append("keys that the shard's rows do not hold")
+        if "parquet" not in arguments:  # sampled rows cost a Philox word or a list lookup each
+            group_keys = set(keys)
+            sampled = [int(table_rows(arguments, index, index + 1, NUMPY_BACKEND)[0][0]) if "rows" in arguments
+                       else int(generated_rows(arguments["generate"], index, index + 1, NUMPY_BACKEND)[0][0])
+                       for index in spot_indices(start, stop)]
+            if not group_keys.issuperset(sampled):
+                problems.append("keys of rows recomputed at sampled indices are missing from the result")
         return problems
 
     def benchmark_arguments(self, work_units: int) -> dict:

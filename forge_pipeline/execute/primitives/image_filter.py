@@ -131,7 +131,7 @@ class ImageFilter(Primitive):
                 "histogram": [(stop - start) * height * width] + [0] * 255}
 
     def merge(self, arguments: dict, shard_results: list[dict]) -> dict:
-        count, height, width = output_shape(arguments)
+        _, height, width = output_shape(arguments)
         digests = [image_digest for result in shard_results for image_digest in result["digests"]]
         histogram = [0] * 256
         for result in shard_results:
@@ -159,11 +159,22 @@ class ImageFilter(Primitive):
         histogram = result.get("histogram")
         if not isinstance(histogram, list) or len(histogram) != 256:
             problems.append("histogram does not have 256 bins")
-        elif any(not isinstance(bin_count, int) or bin_count < 0 for bin_count in histogram):
+        elif any(type(bin_count) is not int or bin_count < 0 for bin_count in histogram):
             problems.append("histogram holds a negative or non-integer count")
         elif sum(histogram) != count * height * width:
             problems.append("histogram counts do not sum to the shard's output pixels")
+        if not problems:  # one image of work (1/count of the shard): a lazy or corrupt first image is caught
+            first = filtered_images(arguments, start, start + 1, NUMPY_BACKEND)[0]
+            if hashlib.sha256(first.tobytes()).hexdigest() != digests[0]:
+                problems.append(f"image {start} recomputed does not match its digest")
         return problems
+
+    def write_artifacts(self, arguments: dict, seed: int, directory: Path, output: dict) -> dict:
+        """The filtered images as `images.npy`, recomputed; refused unless they are the verified output."""
+        facts = write_artifact(arguments, seed, directory)
+        if facts["batch_digest"] != output["batch_digest"]:
+            raise AssertionError(f"images.npy digest {facts['batch_digest']} != verified {output['batch_digest']}")
+        return {"images.npy": facts}
 
     def benchmark_arguments(self, work_units: int) -> dict:
         side = 256
@@ -361,8 +372,8 @@ def require_unchanged(source: dict, path: str) -> None:
     """Refuse to compute on a pinned file whose bytes changed since admission (RequestInvalid, a workload fault)."""
     actual = file_sha256(source["path"])
     if actual != source["sha256"]:
-        raise RequestInvalid([Problem(join(path, "sha256"),
-                                      f"{source['path']} changed since admission: sha256 {actual} != {source['sha256']}")])
+        message = f"{source['path']} changed since admission: sha256 {actual} != {source['sha256']}"
+        raise RequestInvalid([Problem(join(path, "sha256"), message)])
 
 
 def file_sha256(path: str) -> str:

@@ -9,6 +9,7 @@ docs/primitives/sort_dedupe.md is the full contract.
 
 The GPU path needs no kernel of its own: Philox words come from kernels/philox.cu and the
 sort and dedupe are CuPy's sort (a radix sort on uint64) and a neighbour comparison.
+`sorted_distinct` and `spot_indices` are shared with grouped_sum.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from forge_pipeline.execute.backend import Backend
+from forge_pipeline.execute.backend import NUMPY_BACKEND, Backend
 from forge_pipeline.execute.primitives.base import Primitive
 from forge_pipeline.execute.primitives.image_filter import philox_words_on
 from forge_pipeline.intake.problems import Problems, join
@@ -32,6 +33,7 @@ FULL_RANGE = 1 << 64  # modulus 2^64 keeps every 64-bit key
 MAX_KEYS = 20_000_000
 MAX_INLINE_KEYS = 100_000  # keys written inline in a request (requests are at most 8 MiB)
 OUTPUT_KEYS_MAX = 10_000  # the output lists the distinct keys only up to this many
+SPOT_SAMPLES = 64  # input items check_shard recomputes: a lazy result misses them
 KEY_STREAM = 0
 SUMMARY_KEYS = 10
 
@@ -125,6 +127,10 @@ class SortDedupe(Primitive):
             given = np.array(arguments["keys"][start:stop], dtype=np.uint64)
             if not bool(np.isin(keys, given).all()):
                 problems.append("keys that the shard's input does not hold")
+        sampled = np.concatenate([input_keys(arguments, index, index + 1, NUMPY_BACKEND)
+                                  for index in spot_indices(start, stop)])
+        if not bool(np.isin(sampled, keys).all()):
+            problems.append("input keys recomputed at sampled indices are missing from the result")
         return problems
 
     def benchmark_arguments(self, work_units: int) -> dict:
@@ -152,9 +158,8 @@ def input_keys(arguments: dict, start: int, stop: int, backend: Backend) -> Any:
         return xp.asarray(np.array(arguments["keys"][start:stop], dtype=np.uint64))
     generate = arguments["generate"]
     words = philox_words_on(backend, generate["seed"], KEY_STREAM, 2 * start, 2 * (stop - start))
-    if backend.name != "cupy":
-        words = words.astype("<u4", copy=False)  # word 2i is the low half: little-endian by contract
-    keys = words.view(np.dtype("<u8") if backend.name != "cupy" else xp.uint64)
+    # Word 2i is the low half: the words read as little-endian uint64s (device memory is little-endian).
+    keys = words.view(xp.uint64) if backend.name == "cupy" else words.astype("<u4", copy=False).view("<u8")
     if generate["modulus"] < FULL_RANGE:
         keys = keys % np.uint64(generate["modulus"])
     return keys
@@ -170,6 +175,13 @@ def sorted_distinct(xp: Any, values: Any) -> Any:
     keep = xp.ones(ordered.size, dtype=bool)
     keep[1:] = ordered[1:] != ordered[:-1]
     return ordered[keep]
+
+
+def spot_indices(start: int, stop: int, samples: int = SPOT_SAMPLES) -> list[int]:
+    """min(samples, stop - start) distinct, evenly spaced item indices of [start, stop), starting at `start`."""
+    count = stop - start
+    taken = min(samples, count)
+    return [start + (j * count) // taken for j in range(taken)]
 
 
 def encode_keys(keys: np.ndarray) -> str:
