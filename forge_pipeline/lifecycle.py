@@ -77,9 +77,13 @@ def execute_batch(planned: dict, pool: Pool, agent_id: str) -> list[dict]:
 
 
 def collect_attempts(engine: Engine, planned: dict, pool: Pool, batch_attempts: list[list[dict]]) -> list[dict]:
-    """Record every batch's attempts, retry failed shards on other Agents, return all attempts."""
+    """Record every attempt, retry failed shards on other Agents, return all attempts.
+
+    `batch_attempts` holds lists of attempts in any order; they are recorded in shard
+    order, so attempt numbering never depends on which step finished first."""
     workload_id, plan = planned["workload_id"], planned["plan"]
-    attempts = records.record_attempts(engine, workload_id, [a for batch in batch_attempts for a in batch])
+    attempts = records.record_attempts(engine, workload_id, sorted(
+        (attempt for batch in batch_attempts for attempt in batch), key=lambda attempt: attempt["shard_index"]))
 
     def pick_agent(excluded: set[str]):
         return retry_agent(pool, plan, planned["gpu_visible"], excluded)

@@ -3,9 +3,8 @@
 workload_request -> execution_plan -> shard_executions -> verification_report ->
 evidence_bundle -> usage_record. Each asset calls one core function from
 `forge_pipeline.lifecycle` and attaches what an operator or auditor needs to see.
-Shard fan-out is a dynamic graph with one step per Agent batch (never one per shard).
-A single dynamic output is used: Dagster skips a collector when any of its dynamic
-inputs yields nothing, so per-hardware outputs would stall pools without GPUs.
+Shard fan-out is a dynamic graph with one step per Agent batch (never one per shard),
+one dynamic output per hardware class so each class's steps carry its queue tag.
 """
 
 
@@ -65,15 +64,19 @@ def execution_plan(context: AssetExecutionContext, workload_request: dict, datab
     return planned
 
 
-@op(out=DynamicOut(str))
+HARDWARE_CLASSES = ("gpu", "cpu")
+QUEUE_TAG = "dagster-celery/queue"  # a Celery worker started with `-q gpu` takes only GPU batches
+
+
+@op(out={f"{hardware}_batches": DynamicOut(str, is_required=False) for hardware in HARDWARE_CLASSES})
 def dispatch_batches(context: OpExecutionContext, execution_plan: dict, database: ForgeDatabaseResource,
                      agent_pool: AgentPoolResource):
-    """One dynamic output per Agent batch; the mapping key names the hardware class and the Agent."""
+    """One dynamic output per Agent batch, on the output of the Agent's hardware class."""
     lifecycle.start_execution(database.engine(), execution_plan)
     pool = agent_pool.pool()
     for agent_id in execution_plan["batches"]:
         agent = pool.agent(agent_id)
-        yield DynamicOutput(agent_id, mapping_key=f"{agent.hardware}__{agent.step_key}")
+        yield DynamicOutput(agent_id, mapping_key=agent.step_key, output_name=f"{agent.hardware}_batches")
 
 
 @op
@@ -86,11 +89,17 @@ def execute_agent_batch(context: OpExecutionContext, execution_plan: dict, agent
 
 
 @op
-def collect_shard_attempts(context: OpExecutionContext, execution_plan: dict, batch_attempts: list,
+def gather_attempts(batches: list) -> list:
+    """One hardware class's batches as one list (skipped when the class had no batch)."""
+    return [attempt for batch in batches for attempt in batch]
+
+
+@op
+def collect_shard_attempts(context: OpExecutionContext, execution_plan: dict, by_hardware: list,
                            database: ForgeDatabaseResource, agent_pool: AgentPoolResource) -> dict:
     """Record every attempt, retry failed shards on other Agents."""
     with reported_as_failure():
-        attempts = lifecycle.collect_attempts(database.engine(), execution_plan, agent_pool.pool(), batch_attempts)
+        attempts = lifecycle.collect_attempts(database.engine(), execution_plan, agent_pool.pool(), by_hardware)
     failed = [attempt for attempt in attempts if attempt["status"] != "completed"]
     context.add_output_metadata({
         "attempts": len(attempts), "failed_attempts": len(failed),
@@ -102,10 +111,20 @@ def collect_shard_attempts(context: OpExecutionContext, execution_plan: dict, ba
 
 @graph_asset(partitions_def=workload_partitions, group_name="execute")
 def shard_executions(execution_plan: dict) -> dict:
-    """Every shard attempt: Agent, backend actually used, digest, work units, wall time."""
+    """Every shard attempt: Agent, backend actually used, digest, work units, wall time.
+
+    Batch steps of each hardware class carry its Celery queue tag. The classes meet in a
+    fan-in, which (unlike a dynamic collect) tolerates a class with no batches at all.
+    """
     batches = dispatch_batches(execution_plan)
-    batch_attempts = batches.map(lambda agent_id: execute_agent_batch(execution_plan, agent_id)).collect()
-    return collect_shard_attempts(execution_plan, batch_attempts)
+    gathered = []
+    for hardware, class_batches in zip(HARDWARE_CLASSES, batches):
+        execute = execute_agent_batch.alias(f"execute_{hardware}_batch").tag(
+            {QUEUE_TAG: hardware, "forge/hardware": hardware})
+        gather = gather_attempts.alias(f"gather_{hardware}_attempts")
+        gathered.append(gather(class_batches.map(lambda agent_id, run=execute: run(execution_plan, agent_id))
+                               .collect()))
+    return collect_shard_attempts(execution_plan, gathered)
 
 
 @asset(partitions_def=workload_partitions, group_name="verify")
