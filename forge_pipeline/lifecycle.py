@@ -9,6 +9,7 @@ nothing billable is written for it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -16,6 +17,7 @@ from sqlalchemy import Engine
 from forge_pipeline.aggregate.evidence import aggregate, build_manifest, kernel_digest, write_bundle
 from forge_pipeline.assign.assignment import NoCapableAgent, assign_shards, retry_agent
 from forge_pipeline.assign.pool import Pool
+from forge_pipeline.assign.reliability import Reliability, reliability_of
 from forge_pipeline.execute.backend import BackendUnavailable
 from forge_pipeline.execute.primitives import get_primitive
 from forge_pipeline.execute.runner import ShardsExhausted, retry_failed, run_batch
@@ -63,9 +65,16 @@ def plan_workload(engine: Engine, admitted: dict, pool: Pool, gpu_visible: bool)
     with failing_on_fault(engine, workload_id, "planning"):
         plan = build_plan(admitted["request"], admitted["seed"])
         check_budget(admitted["request"], plan)
-        batches = assign_shards(plan, pool, gpu_visible)
+        reliability = reliability_of(engine, [agent.agent_id for agent in pool.agents])
+        assignment = assign_shards(plan, pool, gpu_visible, reliability, admitted["request"]["tags"].get("region"))
     records.transition(engine, workload_id, State.PLANNED, f"{len(plan['shards'])} shards, plan {plan['plan_digest'][:12]}")
-    return {**admitted, "plan": plan, "batches": batches, "gpu_visible": gpu_visible}
+    return {**admitted, "plan": plan, **assignment, "gpu_visible": gpu_visible,
+            "reliability": {agent_id: dataclasses.asdict(record) for agent_id, record in reliability.items()}}
+
+
+def reliability_snapshot(planned: dict) -> dict[str, Reliability]:
+    """The Agents' records as they stood at planning: what assignment and sampling used."""
+    return {agent_id: Reliability(**fields) for agent_id, fields in planned["reliability"].items()}
 
 
 def start_execution(engine: Engine, planned: dict) -> None:
@@ -73,7 +82,8 @@ def start_execution(engine: Engine, planned: dict) -> None:
 
 
 def execute_batch(planned: dict, pool: Pool, agent_id: str) -> list[dict]:
-    return run_batch(planned["plan"], planned["request"]["arguments"], pool.agent(agent_id), planned["batches"][agent_id])
+    return run_batch(planned["plan"], planned["request"]["arguments"], pool.agent(agent_id), planned["batches"][agent_id],
+                     planned["probation"].get(agent_id))
 
 
 def collect_attempts(engine: Engine, planned: dict, pool: Pool, batch_attempts: list[list[dict]]) -> list[dict]:
@@ -85,8 +95,10 @@ def collect_attempts(engine: Engine, planned: dict, pool: Pool, batch_attempts: 
     attempts = records.record_attempts(engine, workload_id, sorted(
         (attempt for batch in batch_attempts for attempt in batch), key=lambda attempt: attempt["shard_index"]))
 
-    def pick_agent(excluded: set[str]):
-        return retry_agent(pool, plan, planned["gpu_visible"], excluded)
+    reliability = reliability_snapshot(planned)
+
+    def pick_agent(tried_agents: set[str], providers_with_result: set[str]):
+        return retry_agent(pool, plan, planned["gpu_visible"], reliability, tried_agents, providers_with_result)
 
     with failing_on_fault(engine, workload_id, "execution"):
         retries = retry_failed(plan, planned["request"]["arguments"], attempts, pick_agent)
@@ -97,7 +109,7 @@ def collect_attempts(engine: Engine, planned: dict, pool: Pool, batch_attempts: 
 def verify_workload(engine: Engine, planned: dict, attempts: list[dict]) -> dict:
     workload_id = planned["workload_id"]
     records.transition(engine, workload_id, State.VERIFYING, f"mode {planned['plan']['verification']['mode']}")
-    report = verify_shards(planned["plan"], planned["request"]["arguments"], attempts)
+    report = verify_shards(planned["plan"], planned["request"]["arguments"], attempts, reliability_snapshot(planned))
     hub_attempts = records.record_attempts(engine, workload_id, report["hub_attempts"])
     records.set_verdicts(engine, workload_id, [(v["shard_index"], v["attempt"], v["verdict"]) for v in report["verdicts"]])
     return {**report, "hub_attempts": hub_attempts, "attempts": attempts + hub_attempts}

@@ -1,14 +1,23 @@
-"""Shard assignment: which Agent runs which shard, grouped into one batch per Agent.
+"""Shard assignment: which Agents run which shard, grouped into one batch per Agent.
 
-Deterministic for a given pool and device visibility: eligible Agents are ordered by id
-and each takes shards in proportion to its capacity (a weighted round robin). One
-Dagster step runs one batch (DESIGN §2), never one shard.
+Capable Agents (capability, execution class, a visible device for `gpu`) that are not
+quarantined share the shards greedily: each shard goes to the Agent with the least
+queued work per unit of weight, weight = capacity × reliability score × 2 when the
+Agent is in the request's region (`tags.region`), ties by Agent id. Deterministic for a
+given pool, history and device visibility. With `multi_node`, each shard goes to
+`replicas` Agents of distinct providers. Each quarantined Agent gets one probation shard.
+One Dagster step runs one batch (DESIGN §2), never one shard.
 """
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from forge_pipeline.assign.pool import Agent, Pool
+from forge_pipeline.assign.reliability import Reliability
 from forge_pipeline.execute.primitives import get_primitive
+
+LOCALITY_BONUS = 2
 
 
 class NoCapableAgent(RuntimeError):
@@ -25,19 +34,42 @@ def capable_agents(pool: Pool, primitive_name: str, execution_class: str, gpu_vi
     return agents
 
 
-def assign_shards(plan: dict, pool: Pool, gpu_visible: bool) -> dict[str, list[int]]:
-    """{agent_id: [shard indices]} for every shard of the plan."""
+def assign_shards(plan: dict, pool: Pool, gpu_visible: bool, reliability: dict[str, Reliability],
+                  region: str | None = None) -> dict:
+    """{"batches": {agent_id: [shard indices]}, "probation": {agent_id: shard index}}."""
     agents = capable_agents(pool, plan["primitive"], plan["execution_class"], gpu_visible)
-    slots = [agent.agent_id for agent in agents for _ in range(agent.capacity)]
+    healthy = [agent for agent in agents if not reliability[agent.agent_id].quarantined]
+    if not healthy:
+        raise NoCapableAgent(f"every Agent able to run {plan['primitive']} is quarantined")
+    replicas = plan["verification"]["replicas"]
+    if len({agent.provider_id for agent in healthy}) < replicas:
+        raise NoCapableAgent(f"multi_node needs {replicas} providers with healthy Agents able to run "
+                             f"{plan['primitive']}; {len({a.provider_id for a in healthy})} available")
+    weight = {agent.agent_id: agent.capacity * reliability[agent.agent_id].score
+              * (LOCALITY_BONUS if region is not None and agent.region == region else 1) for agent in healthy}
+    queued = {agent.agent_id: 0 for agent in healthy}
     batches: dict[str, list[int]] = {}
     for shard in plan["shards"]:
-        batches.setdefault(slots[shard["index"] % len(slots)], []).append(shard["index"])
-    return batches
+        providers: set[str] = set()
+        for _ in range(replicas):
+            agent = min((agent for agent in healthy if agent.provider_id not in providers),
+                        key=lambda agent: (Fraction(queued[agent.agent_id] + 1) / weight[agent.agent_id],
+                                           agent.agent_id))
+            providers.add(agent.provider_id)
+            queued[agent.agent_id] += 1
+            batches.setdefault(agent.agent_id, []).append(shard["index"])
+    probation = {}
+    for index, agent in enumerate(a for a in agents if reliability[a.agent_id].quarantined):
+        probation[agent.agent_id] = index % len(plan["shards"])
+        batches.setdefault(agent.agent_id, []).append(probation[agent.agent_id])
+    return {"batches": batches, "probation": probation}
 
 
-def retry_agent(pool: Pool, plan: dict, gpu_visible: bool, excluded: set[str]) -> Agent | None:
-    """The first capable Agent that has not yet failed this shard, or None when none is left."""
-    for agent in capable_agents(pool, plan["primitive"], plan["execution_class"], gpu_visible):
-        if agent.agent_id not in excluded:
-            return agent
-    return None
+def retry_agent(pool: Pool, plan: dict, gpu_visible: bool, reliability: dict[str, Reliability],
+                excluded_agents: set[str], excluded_providers: set[str]) -> Agent | None:
+    """The first healthy capable Agent not yet tried for this shard, preferring a provider not yet
+    used for it (multi_node replicas must come from distinct providers); None when none is left."""
+    candidates = [agent for agent in capable_agents(pool, plan["primitive"], plan["execution_class"], gpu_visible)
+                  if agent.agent_id not in excluded_agents and not reliability[agent.agent_id].quarantined]
+    fresh = [agent for agent in candidates if agent.provider_id not in excluded_providers]
+    return (fresh or candidates or [None])[0]

@@ -47,7 +47,8 @@ def flip_low_bit(result: dict) -> dict:
     raise ValueError("result has no integer field to corrupt")
 
 
-def execute_attempt(plan: dict, arguments: dict, shard_index: int, agent: Agent, attempt_key: int = 0) -> dict:
+def execute_attempt(plan: dict, arguments: dict, shard_index: int, agent: Agent, attempt_key: int = 0,
+                    role: str = "primary") -> dict:
     primitive = get_primitive(plan["primitive"])
     shard = plan["shards"][shard_index]
     seed = plan["seed"]
@@ -79,30 +80,39 @@ def execute_attempt(plan: dict, arguments: dict, shard_index: int, agent: Agent,
         "digest": None if result is None else digest(result),
         "work_units": shard["work_units"],
         "wall_ms": wall_ms,
-        "detail": detail,
+        "detail": "; ".join(part for part in (role if role != "primary" else "", detail) if part),
+        "role": role,
         "result": result,
     }
 
 
-def run_batch(plan: dict, arguments: dict, agent: Agent, shard_indices: list[int]) -> list[dict]:
-    return [execute_attempt(plan, arguments, index, agent) for index in shard_indices]
+def run_batch(plan: dict, arguments: dict, agent: Agent, shard_indices: list[int],
+              probation_shard: int | None = None) -> list[dict]:
+    """An Agent's batch; a quarantined Agent's probation shard is marked so it is judged, never billed."""
+    return [execute_attempt(plan, arguments, index, agent,
+                            role="probation" if index == probation_shard else "primary")
+            for index in shard_indices]
 
 
 def retry_failed(plan: dict, arguments: dict, attempts: list[dict], pick_agent) -> list[dict]:
-    """Re-run every shard without a completed attempt on another Agent, up to the attempt limit.
+    """Re-run shards short of completed attempts (1, or `replicas` under multi_node) on other
+    Agents, up to the attempt limit; probation attempts do not count.
 
-    `pick_agent(excluded_agent_ids)` returns the next Agent to try or None. Returns only
-    the new attempts; raises ShardsExhausted naming the shard when capacity runs out.
+    `pick_agent(tried_agent_ids, providers_with_a_result)` returns the next Agent or None.
+    Returns only the new attempts; raises ShardsExhausted naming the shard when capacity runs out.
     """
+    required = plan["verification"]["replicas"]
+    limit = MAX_ATTEMPTS_PER_SHARD * required
     new_attempts: list[dict] = []
     for shard in plan["shards"]:
-        tried = [attempt for attempt in attempts if attempt["shard_index"] == shard["index"]]
-        while not any(attempt["status"] == "completed" for attempt in tried):
-            agent = pick_agent({attempt["agent_id"] for attempt in tried})
-            if agent is None or len(tried) >= MAX_ATTEMPTS_PER_SHARD:
+        tried = [a for a in attempts if a["shard_index"] == shard["index"] and a.get("role") != "probation"]
+        while sum(attempt["status"] == "completed" for attempt in tried) < required:
+            agent = pick_agent({a["agent_id"] for a in tried},
+                               {a["provider_id"] for a in tried if a["status"] == "completed"})
+            if agent is None or len(tried) >= limit:
                 reasons = "; ".join(f"{attempt['agent_id']}: {attempt['status']}" for attempt in tried)
                 raise ShardsExhausted(f"shard {shard['index']} failed on every Agent able to run it ({reasons})")
-            attempt = execute_attempt(plan, arguments, shard["index"], agent, attempt_key=len(tried))
+            attempt = execute_attempt(plan, arguments, shard["index"], agent, attempt_key=len(tried), role="retry")
             tried.append(attempt)
             new_attempts.append(attempt)
     return new_attempts

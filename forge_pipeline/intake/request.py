@@ -23,14 +23,15 @@ from forge_pipeline.execute.primitives import PRIMITIVES
 from forge_pipeline.intake.problems import Problem, Problems, RequestInvalid, decimal_text, join
 
 IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-VERIFICATION_MODES = ("none", "spot", "replay_sample", "aggregation_check")
+VERIFICATION_MODES = ("none", "spot", "replay_sample", "multi_node", "aggregation_check")
+MAX_REPLICAS = 5
 EXECUTION_CLASSES = ("any", "gpu", "cpu")
 MAX_DOCUMENT_BYTES = 8 << 20
 MAX_TAGS = 32
 UINT64_MAX = (1 << 64) - 1
 REQUIRED_FIELDS = {"request_id", "organization", "project", "workspace", "adapter", "primitive", "profile", "arguments"}
 OPTIONAL_FIELDS = {"policy", "replay", "tags"}
-POLICY_FIELDS = {"verification", "sample_rate", "execution_class", "max_credits_ucr", "shard_size"}
+POLICY_FIELDS = {"verification", "sample_rate", "execution_class", "max_credits_ucr", "shard_size", "replicas"}
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,13 @@ def _policy(policy: Any, profile: dict | None, primitive, problems: Problems) ->
     shard_size = resolved.get("shard_size", primitive.default_shard_size if primitive else None)
     if shard_size is not None:
         shard_size = problems.integer(shard_size, "policy.shard_size", 1, 10**12)
-    if None in (verification, rate, execution_class, shard_size):
+    replicas = resolved.get("replicas", 2 if verification == "multi_node" else 1)
+    if verification != "multi_node" and replicas != 1:
+        problems.add("policy.replicas", "applies only with verification multi_node")
+        replicas = None
+    elif verification == "multi_node":
+        replicas = problems.integer(replicas, "policy.replicas", 2, MAX_REPLICAS)
+    if None in (verification, rate, execution_class, shard_size, replicas):
         return None
     return {
         "verification": verification,
@@ -151,6 +158,7 @@ def _policy(policy: Any, profile: dict | None, primitive, problems: Problems) ->
         "execution_class": execution_class,
         "max_credits_ucr": max_credits,
         "shard_size": shard_size,
+        "replicas": replicas,
     }
 
 

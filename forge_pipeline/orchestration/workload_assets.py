@@ -60,6 +60,8 @@ def execution_plan(context: AssetExecutionContext, workload_request: dict, datab
         "plan_digest": plan["plan_digest"], "shards": len(plan["shards"]), "work_units": plan["work_units"],
         "verification": plan["verification"]["mode"],
         "batches": MetadataValue.json({agent: len(shards) for agent, shards in planned["batches"].items()}),
+        "probation": MetadataValue.json(planned["probation"]),
+        "reliability": MetadataValue.json(planned["reliability"]),
     })
     return planned
 

@@ -1,4 +1,4 @@
-"""Deterministic planning: shards, their index ranges, the verification sample, the seed.
+"""Deterministic planning: shards, their index ranges, the verification policy, the seed.
 
 The plan depends only on the request and its seed, never on the pool or the hardware,
 so its digest reproduces on replay anywhere. Assignment to Agents is separate
@@ -8,7 +8,6 @@ so its digest reproduces on replay anywhere. Assignment to Agents is separate
 from __future__ import annotations
 
 import hashlib
-from fractions import Fraction
 
 from forge_pipeline.canonical import digest
 from forge_pipeline.execute.primitives import get_primitive
@@ -21,17 +20,6 @@ PLAN_VERSION = 1
 def sample_score(seed: int, shard_index: int, purpose: str) -> int:
     """A uint64 drawn from (seed, shard, purpose): the same on every machine and replay."""
     return int.from_bytes(hashlib.sha256(f"{seed}:{shard_index}:{purpose}".encode()).digest()[:8], "big")
-
-
-def sampled_shards(seed: int, shard_count: int, rate: Fraction, purpose: str = "verify") -> list[int]:
-    """Shards whose score falls below rate * 2^64; when the rate is positive, at least the
-    lowest-scoring shard, so a small workload is never left wholly unchecked."""
-    if rate <= 0 or shard_count == 0:
-        return []
-    threshold = rate * (1 << 64)
-    scores = {index: sample_score(seed, index, purpose) for index in range(shard_count)}
-    chosen = [index for index, score in scores.items() if score < threshold]
-    return chosen or [min(scores, key=lambda index: (scores[index], index))]
 
 
 def build_plan(document: dict, seed: int) -> dict:
@@ -49,9 +37,8 @@ def build_plan(document: dict, seed: int) -> dict:
         start, stop = index * shard_size, min(items, (index + 1) * shard_size)
         shards.append({"index": index, "start": start, "stop": stop,
                        "work_units": primitive.work_units(arguments, start, stop)})
-    verification = {"mode": policy["verification"], "sample_rate": policy["sample_rate"]}
-    if policy["verification"] in ("spot", "replay_sample"):
-        verification["sampled"] = sampled_shards(seed, shard_count, Fraction(policy["sample_rate"]))
+    verification = {"mode": policy["verification"], "sample_rate": policy["sample_rate"],
+                    "replicas": policy["replicas"]}
     plan = {
         "plan_version": PLAN_VERSION,
         "primitive": document["primitive"],
