@@ -14,6 +14,7 @@ from pathlib import Path
 
 from forge_pipeline.intake.problems import Problem, RequestInvalid
 from forge_pipeline.intake.request import WorkloadRequest, parse_document, validate_request
+from forge_pipeline.replay import ReplayImpossible
 from forge_pipeline.states import State
 from forge_pipeline.storage import records
 from forge_pipeline.storage.database import open_engine
@@ -45,8 +46,14 @@ def read_requests(paths: list[str]) -> list[WorkloadRequest]:
 
 
 def submit(paths: list[str]) -> list[str]:
+    from forge_pipeline.assign.assignment import require_capable_pool
+    from forge_pipeline.assign.pool import load_pool
+
     engine = open_engine()
     requests = read_requests(paths)
+    pool = load_pool()
+    for request in requests:
+        require_capable_pool(pool, request.document)
     workload_ids = []
     for request in requests:
         workload_id, created = records.store_request(engine, request)
@@ -215,6 +222,49 @@ def command_export(arguments) -> int:
     return EXIT_OK
 
 
+def command_replay(arguments) -> int:
+    from forge_pipeline.definitions import defs
+    from forge_pipeline.orchestration.runs import QUIET_RUN_CONFIG, forge_instance
+    from forge_pipeline.replay import replay_references
+
+    replay_references(open_engine(), arguments.workload_id)  # refuses (exit 2) what cannot be replayed
+    instance = forge_instance()
+    if arguments.workload_id not in instance.get_dynamic_partitions("workloads"):
+        instance.add_dynamic_partitions("workloads", [arguments.workload_id])
+    run = defs.resolve_job_def("workload_replay").execute_in_process(
+        partition_key=arguments.workload_id, instance=instance, run_config=QUIET_RUN_CONFIG, raise_on_error=False)
+    if not run.success:
+        failures = [event.step_failure_data.error.message.strip() for event in run.get_step_failure_events()]
+        print(f"{arguments.workload_id}: replay could not run: {'; '.join(failures)}")
+        return EXIT_PROBLEM
+    result = run.output_for_node("workload_replay")
+    if arguments.json:
+        print(json.dumps(result, indent=2))
+    elif result["reproduced"]:
+        print(f"{arguments.workload_id}: reproduced bit for bit on {result['backend']} in {result['wall_s']} s "
+              f"(output {result['output_digest'][:16]}, merkle {result['merkle_root'][:16]}, "
+              f"charge {result['charge_ucr']} ucr)")
+    else:
+        print(f"{arguments.workload_id}: NOT reproduced")
+        for difference in result["differences"]:
+            print(f"  {difference}")
+    return EXIT_OK if result["reproduced"] else EXIT_PROBLEM
+
+
+def command_agents(arguments) -> int:
+    from forge_pipeline.assign.pool import load_pool
+    from forge_pipeline.assign.reliability import reliability_of
+
+    pool = load_pool()
+    history = reliability_of(open_engine(), [agent.agent_id for agent in pool.agents])
+    for agent in pool.agents:
+        record = history[agent.agent_id]
+        print(f"{agent.agent_id:<16} {agent.provider_id:<12} {agent.hardware}  verified {record.verified:<6} "
+              f"rejected {record.rejected:<4} failed {record.failed:<4} streak {record.streak:<4} "
+              f"score {float(record.score):.3f}{'  QUARANTINED' if record.quarantined else ''}")
+    return EXIT_OK
+
+
 def command_db_upgrade(arguments) -> int:
     from forge_pipeline.storage.database import database_url, upgrade_database
 
@@ -259,6 +309,12 @@ def parser() -> argparse.ArgumentParser:
     export_parser.add_argument("--format", required=True, choices=("csv", "parquet"))
     export_parser.add_argument("-o", dest="output", required=True, metavar="FILE")
     export_parser.set_defaults(handler=command_export)
+    replay_parser = commands.add_parser("replay", help="exit 0 when outputs and amounts reproduce bit for bit, 1 when not")
+    replay_parser.add_argument("workload_id")
+    replay_parser.add_argument("--json", action="store_true")
+    replay_parser.set_defaults(handler=command_replay)
+    commands.add_parser("agents", help="the pool's Agents and their reliability history") \
+        .set_defaults(handler=command_agents)
     db_parser = commands.add_parser("db", help="database commands").add_subparsers(dest="db", required=True)
     db_parser.add_parser("upgrade", help="migrate the database to the newest schema (Alembic)") \
         .set_defaults(handler=command_db_upgrade)
@@ -276,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in error.problems:
             say(f"error: {problem}")
         return EXIT_BAD_INPUT
-    except records.UnknownWorkload as error:
+    except (records.UnknownWorkload, ReplayImpossible) as error:
         say(f"error: {error}")
         return EXIT_BAD_INPUT
 

@@ -13,6 +13,7 @@ from dagster import Definitions, in_process_executor, multiprocess_executor
 
 from forge_pipeline.orchestration.billing_assets import BILLING_ASSETS, billing_cycle_schedule, settlement_job
 from forge_pipeline.orchestration.intake import submit_request, workload_intake_sensor, workload_lifecycle_job
+from forge_pipeline.orchestration.replay_assets import replay_job, workload_replay
 from forge_pipeline.orchestration.resources import (AgentPoolResource, ArtifactStoreResource, ComputeBackendResource,
                                                     ForgeDatabaseResource)
 from forge_pipeline.orchestration.workload_assets import WORKLOAD_ASSETS
@@ -30,15 +31,20 @@ def resources() -> dict:
 
 
 def executor():
+    """FORGE_EXECUTOR: multiprocess (default) or in_process on one machine; celery for a pool of
+    Celery workers, one queue per hardware class (forge_pipeline.deploy.settings, docs/deployment.md)."""
     name = os.environ.get("FORGE_EXECUTOR", "multiprocess")
+    if name == "celery":
+        from forge_pipeline.deploy.settings import celery_executor
+        return celery_executor()
     if name not in EXECUTORS:
-        raise ValueError(f"FORGE_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {name!r}")
+        raise ValueError(f"FORGE_EXECUTOR must be one of {', '.join([*EXECUTORS, 'celery'])}, got {name!r}")
     return EXECUTORS[name]
 
 
 defs = Definitions(
-    assets=[*WORKLOAD_ASSETS, *BILLING_ASSETS],
-    jobs=[workload_lifecycle_job, submit_request, settlement_job],
+    assets=[*WORKLOAD_ASSETS, *BILLING_ASSETS, workload_replay],
+    jobs=[workload_lifecycle_job, submit_request, settlement_job, replay_job],
     schedules=[billing_cycle_schedule],
     sensors=[workload_intake_sensor],
     resources=resources(),

@@ -56,8 +56,8 @@ def admitted_request(engine: Engine, workload_id: str) -> dict:
         raise WorkloadFailed(f"{workload_id} is {workload['state']}, not Pending: its lifecycle already ran "
                              "(use `forge-pool replay` to reproduce it)")
     with failing_on_fault(engine, workload_id, "intake"):
-        validate_request(workload["request"])
-    return {"workload_id": workload_id, "request": workload["request"], "seed": workload["seed"]}
+        request = validate_request(workload["request"]).document
+    return {"workload_id": workload_id, "request": request, "seed": workload["seed"]}
 
 
 def plan_workload(engine: Engine, admitted: dict, pool: Pool, gpu_visible: bool) -> dict:

@@ -16,6 +16,7 @@ from fractions import Fraction
 from forge_pipeline.assign.pool import Agent, Pool
 from forge_pipeline.assign.reliability import Reliability
 from forge_pipeline.execute.primitives import get_primitive
+from forge_pipeline.intake.problems import Problem, RequestInvalid
 
 LOCALITY_BONUS = 2
 
@@ -32,6 +33,14 @@ def capable_agents(pool: Pool, primitive_name: str, execution_class: str, gpu_vi
         raise NoCapableAgent(f"no Agent in {pool.source} can run {primitive_name} "
                              f"(execution class {execution_class}, {where})")
     return agents
+
+
+def require_capable_pool(pool: Pool, document: dict) -> None:
+    """At intake: refuse (RequestInvalid) a request no Agent of the pool could ever run, on any hardware."""
+    try:
+        capable_agents(pool, document["primitive"], document["policy"]["execution_class"], gpu_visible=True)
+    except NoCapableAgent as error:
+        raise RequestInvalid([Problem("primitive", str(error))]) from None
 
 
 def assign_shards(plan: dict, pool: Pool, gpu_visible: bool, reliability: dict[str, Reliability],

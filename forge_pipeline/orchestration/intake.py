@@ -7,7 +7,8 @@ from dagster import (Config, DefaultSensorStatus, Failure, OpExecutionContext, R
 
 from forge_pipeline.intake.problems import RequestInvalid
 from forge_pipeline.intake.request import parse_document, validate_request
-from forge_pipeline.orchestration.resources import ForgeDatabaseResource
+from forge_pipeline.assign.assignment import require_capable_pool
+from forge_pipeline.orchestration.resources import AgentPoolResource, ForgeDatabaseResource
 from forge_pipeline.orchestration.workload_assets import WORKLOAD_ASSETS, workload_partitions
 from forge_pipeline.states import State
 from forge_pipeline.storage.records import list_workload_ids, store_request
@@ -24,10 +25,11 @@ class SubmitRequestConfig(Config):
 
 @op
 def submit_workload_request(context: OpExecutionContext, config: SubmitRequestConfig,
-                            database: ForgeDatabaseResource) -> str:
+                            database: ForgeDatabaseResource, agent_pool: AgentPoolResource) -> str:
     """Validate and store one request; an invalid one fails with every problem by field path."""
     try:
         request = validate_request(parse_document(config.document, "config.document"))
+        require_capable_pool(agent_pool.pool(), request.document)
         workload_id, created = store_request(database.engine(), request)
     except RequestInvalid as error:
         raise Failure(description=f"request refused:\n{error}", allow_retries=False) from None
