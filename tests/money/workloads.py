@@ -13,7 +13,8 @@ from tests.lifecycle.requests import request
 
 
 def finalize(engine, pool=None, **changes) -> dict:
-    document = request(**{"arguments": {"scenarios": 600}, "policy": {"shard_size": 100}, **changes})
+    policy = {"shard_size": 100, **changes.pop("policy", {})}
+    document = request(**{"arguments": {"scenarios": 600}, "policy": policy, **changes})
     workload_id, _ = store_request(engine, validate_request(document))
     return run_lifecycle_inline(engine, workload_id, pool or load_pool(), False, forge_home() / "artifacts")
 
