@@ -1,4 +1,4 @@
-"""Kernel and lifecycle benchmarks for portfolio_loss (issue: the lifecycle on Dagster)."""
+"""Kernel, lifecycle, verification and replay benchmarks on portfolio_loss (NumPy path)."""
 
 import os
 import tempfile
@@ -9,6 +9,8 @@ import numpy as np
 from forge_pipeline.execute.backend import NUMPY_BACKEND
 from forge_pipeline.execute.philox import philox_words
 from forge_pipeline.execute.primitives.portfolio_loss import PortfolioLoss
+
+PRIMITIVE = PortfolioLoss()
 
 
 def best_of(repeats: int, function) -> float:
@@ -29,47 +31,89 @@ def bench_philox(words: int = 1 << 24) -> dict:
             "ratio": theirs / ours}
 
 
+class BenchHome:
+    """A throwaway FORGE_HOME with an ephemeral Dagster instance; runs lifecycles and replays through Dagster."""
+
+    def __enter__(self):
+        from dagster import DagsterInstance
+
+        self.directory = tempfile.TemporaryDirectory()
+        self.previous = os.environ.get("FORGE_HOME")
+        os.environ["FORGE_HOME"] = self.directory.name
+        self.instance = DagsterInstance.ephemeral()
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is None:
+            os.environ.pop("FORGE_HOME", None)
+        else:
+            os.environ["FORGE_HOME"] = self.previous
+        self.directory.cleanup()
+
+    def request(self, request_id: str, draws: int, policy: dict):
+        from forge_pipeline.intake.request import validate_request
+        return validate_request({
+            "request_id": request_id, "organization": "bench", "project": "p", "workspace": "w", "adapter": "sdk",
+            "primitive": PRIMITIVE.qualified_name(), "profile": "standard@1", "policy": policy,
+            "replay": {"seed": 1}, "arguments": PRIMITIVE.benchmark_arguments(draws)})
+
+    def run(self, job_name: str, request) -> float:
+        from forge_pipeline.definitions import defs
+        from forge_pipeline.orchestration.runs import QUIET_RUN_CONFIG
+        from forge_pipeline.storage.database import open_engine
+        from forge_pipeline.storage.records import store_request
+
+        workload_id, _ = store_request(open_engine(), request)
+        if workload_id not in self.instance.get_dynamic_partitions("workloads"):
+            self.instance.add_dynamic_partitions("workloads", [workload_id])
+        started = time.perf_counter()
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            partition_key=workload_id, instance=self.instance, run_config=QUIET_RUN_CONFIG)
+        assert result.success
+        return time.perf_counter() - started
+
+
+def kernel_seconds(request) -> tuple[float, dict]:
+    from forge_pipeline.plan.planning import build_plan
+    plan = build_plan(request.document, 1)
+    arguments = request.document["arguments"]
+    started = time.perf_counter()
+    for shard in plan["shards"]:
+        PRIMITIVE.execute_shard(arguments, 1, shard["start"], shard["stop"], NUMPY_BACKEND)
+    return time.perf_counter() - started, plan
+
+
 def bench_portfolio_kernel(draws: int = 20_000_000) -> dict:
-    primitive = PortfolioLoss()
-    arguments = primitive.benchmark_arguments(draws)
+    arguments = PRIMITIVE.benchmark_arguments(draws)
     scenarios = arguments["scenarios"]
-    seconds = best_of(2, lambda: primitive.execute_shard(arguments, 7, 0, scenarios, NUMPY_BACKEND))
-    units = primitive.work_units(arguments, 0, scenarios)
+    seconds = best_of(2, lambda: PRIMITIVE.execute_shard(arguments, 7, 0, scenarios, NUMPY_BACKEND))
+    units = PRIMITIVE.work_units(arguments, 0, scenarios)
     return {"draws": units, "seconds": seconds, "draws_per_s": units / seconds}
 
 
 def bench_lifecycle(draws: int = 100_000_000, verification: str = "none") -> dict:
     """Lifecycle wall time through Dagster (in-process run) over kernel-only time for the same shards."""
-    from dagster import DagsterInstance
-
-    from forge_pipeline.intake.request import validate_request
-    from forge_pipeline.orchestration.runs import QUIET_RUN_CONFIG
-    from forge_pipeline.plan.planning import build_plan
-    from forge_pipeline.storage.database import open_engine
-    from forge_pipeline.storage.records import store_request
-
-    primitive = PortfolioLoss()
-    with tempfile.TemporaryDirectory() as home:
-        os.environ["FORGE_HOME"] = home
-        request = validate_request({
-            "request_id": f"bench-{verification}", "organization": "bench", "project": "p", "workspace": "w",
-            "adapter": "sdk", "primitive": primitive.qualified_name(), "profile": "standard@1",
-            "policy": {"verification": verification}, "replay": {"seed": 1},
-            "arguments": primitive.benchmark_arguments(draws)})
-        plan = build_plan(request.document, 1)
-        arguments = request.document["arguments"]
-        started = time.perf_counter()
-        for shard in plan["shards"]:
-            primitive.execute_shard(arguments, 1, shard["start"], shard["stop"], NUMPY_BACKEND)
-        kernel_seconds = time.perf_counter() - started
-        workload_id, _ = store_request(open_engine(), request)
-        from forge_pipeline.definitions import defs
-        instance = DagsterInstance.ephemeral()
-        instance.add_dynamic_partitions("workloads", [workload_id])
-        started = time.perf_counter()
-        result = defs.resolve_job_def("workload_lifecycle").execute_in_process(
-            partition_key=workload_id, instance=instance, run_config=QUIET_RUN_CONFIG)
-        lifecycle_seconds = time.perf_counter() - started
-        assert result.success
+    with BenchHome() as home:
+        request = home.request(f"bench-{verification}", draws, {"verification": verification})
+        kernel_s, plan = kernel_seconds(request)
+        lifecycle_s = home.run("workload_lifecycle", request)
     return {"draws": plan["work_units"], "shards": len(plan["shards"]), "verification": verification,
-            "kernel_s": kernel_seconds, "lifecycle_s": lifecycle_seconds, "ratio": lifecycle_seconds / kernel_seconds}
+            "kernel_s": kernel_s, "lifecycle_s": lifecycle_s, "ratio": lifecycle_s / kernel_s}
+
+
+MODES = {"none": {"verification": "none"},
+         "spot": {"verification": "spot", "sample_rate": "0.1"},
+         "replay_sample": {"verification": "replay_sample", "sample_rate": "0.1"},
+         "multi_node": {"verification": "multi_node", "replicas": 2},
+         "aggregation_check": {"verification": "aggregation_check"}}
+
+
+def bench_verification(draws: int) -> dict:
+    """Lifecycle wall time per verification mode as a ratio to mode none, and replay time over the
+    original run, all on the same workload size in one home."""
+    with BenchHome() as home:
+        seconds = {mode: home.run("workload_lifecycle", home.request(f"mode-{mode}", draws, policy))
+                   for mode, policy in MODES.items()}
+        replay_s = home.run("workload_replay", home.request("mode-none", draws, MODES["none"]))
+    return {"draws": draws, "seconds": seconds, "ratios": {mode: s / seconds["none"] for mode, s in seconds.items()},
+            "replay_s": replay_s, "replay_ratio": replay_s / seconds["none"]}

@@ -34,6 +34,12 @@ def main() -> int:
         measured = lifecycle.bench_lifecycle(draws, verification)
         line(f"{measured['draws']:,} draws, {measured['shards']} shards: kernel {measured['kernel_s']:.2f} s, "
              f"lifecycle {measured['lifecycle_s']:.2f} s, ratio {measured['ratio']:.3f} (target <= 1.2)")
+    line("== verification overhead: lifecycle wall time per mode / mode none; replay / original run ==")
+    verification = lifecycle.bench_verification(4_000_000 if quick else 100_000_000)
+    for mode, ratio in verification["ratios"].items():
+        line(f"{mode:<18} {verification['seconds'][mode]:.2f} s  ratio {ratio:.3f}")
+    line(f"targets: replay_sample at 10% <= 1.15, multi_node k=2 <= 2.1; replay {verification['replay_s']:.2f} s, "
+         f"ratio to the original run {verification['replay_ratio']:.3f} (target <= 1.1)")
     line("== settlement tables: Polars vs plain Python group-by on the same ledger rows ==")
     tables = settlement.bench_settlement(100_000 if quick else 1_000_000)
     line(f"{tables['records']:,} settlement ledger rows: Polars {tables['polars_s']:.3f} s, plain Python "
