@@ -153,3 +153,21 @@ def test_bad_pool_files_are_refused_at_submit(pool_document, expected, forge_hom
     monkeypatch.setenv("FORGE_POOL_FILE", str(pool_file))
     assert main(["submit", str(request_file)]) == 2
     assert expected in capsys.readouterr().err
+
+
+def test_a_workload_fails_with_a_clear_reason_when_no_honest_capacity_remains(forge_home):
+    """Every Agent crashes: the workload ends Failed naming the shard and each Agent's failure; nothing is billed."""
+    from forge_pipeline.ledger.ledger import entries
+    from forge_pipeline.lifecycle import WorkloadFailed
+    from forge_pipeline.storage.records import load_workload, usage_record_of
+    engine = open_engine()
+    pool = parse_pool({"providers": [
+        {"id": "p1", "agents": [{"id": "a1", "hardware": "cpu", "fault": {"kind": "crash"}}]},
+        {"id": "p2", "agents": [{"id": "a2", "hardware": "cpu", "fault": {"kind": "timeout"}}]}]})
+    with pytest.raises(WorkloadFailed, match=r"execution: shard 0 failed on every Agent able to run it "
+                                             r"\(a1: crashed; a2: timed_out\)"):
+        finalize(engine, pool=pool)
+    from forge_pipeline.storage.records import list_workload_ids
+    [workload_id] = list_workload_ids(engine)
+    assert load_workload(engine, workload_id)["state"] == "Failed"
+    assert usage_record_of(engine, workload_id) is None and entries(engine) == []
