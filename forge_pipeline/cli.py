@@ -15,7 +15,7 @@ from pathlib import Path
 from forge_pipeline.intake.problems import Problem, RequestInvalid
 from forge_pipeline.intake.request import WorkloadRequest, parse_document, validate_request
 from forge_pipeline.replay import ReplayImpossible
-from forge_pipeline.states import State
+from forge_pipeline.states import IllegalTransition, State
 from forge_pipeline.storage import records
 from forge_pipeline.storage.database import open_engine
 
@@ -265,6 +265,25 @@ def command_agents(arguments) -> int:
     return EXIT_OK
 
 
+def command_dispute(arguments) -> int:
+    from forge_pipeline.settle.settlement import dispute
+
+    dispute(open_engine(), arguments.workload_id, arguments.reason)
+    say(f"{arguments.workload_id} is Disputed: held out of settlement until resolved")
+    return EXIT_OK
+
+
+def command_resolve(arguments) -> int:
+    from forge_pipeline.settle.settlement import resolve
+
+    try:
+        refunded = resolve(open_engine(), arguments.workload_id, arguments.reason, arguments.refund)
+    except ValueError as error:
+        raise RequestInvalid([Problem("--refund", str(error))]) from None
+    say(f"{arguments.workload_id} is Finalized again{': its settlement was reversed' if refunded else ''}")
+    return EXIT_OK
+
+
 def command_db_upgrade(arguments) -> int:
     from forge_pipeline.storage.database import database_url, upgrade_database
 
@@ -313,6 +332,15 @@ def parser() -> argparse.ArgumentParser:
     replay_parser.add_argument("workload_id")
     replay_parser.add_argument("--json", action="store_true")
     replay_parser.set_defaults(handler=command_replay)
+    dispute_parser = commands.add_parser("dispute", help="hold a finalized workload out of settlement")
+    dispute_parser.add_argument("workload_id")
+    dispute_parser.add_argument("--reason", required=True)
+    dispute_parser.set_defaults(handler=command_dispute)
+    resolve_parser = commands.add_parser("resolve", help="end a dispute; --refund reverses a settled charge")
+    resolve_parser.add_argument("workload_id")
+    resolve_parser.add_argument("--reason", required=True)
+    resolve_parser.add_argument("--refund", action="store_true")
+    resolve_parser.set_defaults(handler=command_resolve)
     commands.add_parser("agents", help="the pool's Agents and their reliability history") \
         .set_defaults(handler=command_agents)
     db_parser = commands.add_parser("db", help="database commands").add_subparsers(dest="db", required=True)
@@ -333,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
             say(f"error: {problem}")
         return EXIT_BAD_INPUT
     except (records.UnknownWorkload, ReplayImpossible) as error:
+        say(f"error: {error}")
+        return EXIT_BAD_INPUT
+    except IllegalTransition as error:
         say(f"error: {error}")
         return EXIT_BAD_INPUT
 

@@ -20,16 +20,18 @@ import json
 from dataclasses import dataclass
 
 import polars as pl
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, exists, literal, select
 
 from forge_pipeline.canonical import canonical_json
-from forge_pipeline.ledger.ledger import Transaction, entries, post_transaction, post_transactions
+from forge_pipeline.ledger.ledger import (Transaction, entries, post_correction, post_transaction, post_transactions,
+                                          transaction_posted)
 from forge_pipeline.settle.pricing import Charge, apply_budget_cap, estimate_charge, price_workload
 from forge_pipeline.settle.rate_card import load_rate_card
 from forge_pipeline.settle.split import settle_workload
 from forge_pipeline.settle.tables import ENTRY_SCHEMA
 from forge_pipeline.states import State
-from forge_pipeline.storage.database import usage_records, workloads
+from forge_pipeline.storage.database import ledger_entries, usage_records, workloads
+from forge_pipeline.storage.records import transition
 
 CADENCES = ("daily", "monthly")
 SETTLEMENT_BATCH = 2_000  # workloads per ledger write: bounded memory, one lock per batch
@@ -80,10 +82,13 @@ def post_workload_record(engine: Engine, record: dict) -> None:
 
 
 def billable_records(engine: Engine, cycle: Cycle) -> list[dict]:
-    """Usage records of workloads that are Finalized now and became so within the cycle."""
+    """Usage records of workloads that are Finalized now, became so within the cycle, and were
+    not already settled in another cycle (a dispute upheld after settlement bills nothing twice)."""
+    settled_elsewhere = exists().where(ledger_entries.c.transaction_id == literal("settle:") + workloads.c.workload_id,
+                                       ledger_entries.c.cycle != cycle.key)
     query = (select(usage_records.c.record_json).join(workloads, workloads.c.workload_id == usage_records.c.workload_id)
              .where(workloads.c.state == State.FINALIZED.value, workloads.c.updated_at >= cycle.start,
-                    workloads.c.updated_at < cycle.end)
+                    workloads.c.updated_at < cycle.end, ~settled_elsewhere)
              .order_by(usage_records.c.workload_id))
     with engine.connect() as connection:
         return [json.loads(text) for text in connection.execute(query).scalars()]
@@ -112,6 +117,23 @@ def settle_cycle(engine: Engine, cycle: Cycle) -> dict:
         batch = [settlement_transaction(record, cycle) for record in records[start:start + SETTLEMENT_BATCH]]
         posted += sum(post_transactions(engine, batch))
     return {"cycle": cycle.key, "billable_workloads": len(records), "newly_posted": posted}
+
+
+def dispute(engine: Engine, workload_id: str, reason: str) -> None:
+    """Hold a Finalized workload out of settlement (Finalized -> Disputed)."""
+    transition(engine, workload_id, State.DISPUTED, f"disputed: {reason}")
+
+
+def resolve(engine: Engine, workload_id: str, reason: str, refund: bool) -> bool:
+    """End a dispute (Disputed -> Finalized). With `refund`, an already-settled workload's
+    settlement is reversed by a compensating transaction; returns whether one was posted.
+    An unsettled workload resolved without refund is settled in the cycle of the resolution."""
+    if refund and not transaction_posted(engine, f"settle:{workload_id}"):
+        raise ValueError(f"{workload_id} was never settled: there is nothing to refund; leave it Disputed "
+                         "to keep it out of settlement, or resolve it without --refund to bill it")
+    posted = post_correction(engine, f"settle:{workload_id}", f"dispute refunded: {reason}") if refund else False
+    transition(engine, workload_id, State.FINALIZED, f"dispute resolved{' with refund' if refund else ''}: {reason}")
+    return posted
 
 
 def cycle_entries(engine: Engine, cycle_key: str, organization: str | None = None) -> pl.LazyFrame:
