@@ -2,7 +2,7 @@
 
 Money: `amount_ucr` is a signed integer in micro-credits. Positive credits the account
 (its balance grows), negative debits it. Charging a customer 10 µcr of which a provider
-earns 7: `customer:acme/risk/prod` −10, `provider:northwind` +7, `platform:revenue` +3.
+earns 7: `customer:acme/risk/prod` -10, `provider:northwind` +7, `platform:revenue` +3.
 Every transaction's entries sum to exactly zero; that is checked before anything is
 written and again by `verify_chain` after reading.
 
@@ -40,7 +40,7 @@ ENTRIES_PER_TRANSACTION_MAX = 10_000
 ENTRIES_PER_BATCH_MAX = 1_000_000
 WRITE_ATTEMPTS_MAX = 3
 VERIFY_ROWS_PER_FETCH = 2_000
-_ID_CHUNK = 500  # transaction ids per IN (...) query, well under every driver's parameter limit
+TRANSACTION_IDS_PER_QUERY = 500  # one IN (...) list, well under every driver's parameter limit
 
 ATTRIBUTION_FIELDS = ("workload_id", "cycle", "organization", "project", "workspace", "provider_id")
 ENTRY_FIELDS = frozenset({"account", "amount_ucr", "memo", *ATTRIBUTION_FIELDS})
@@ -52,7 +52,8 @@ _CYCLE = re.compile(r"\d{4}-\d{2}(-\d{2})?")
 
 class Refusal(enum.Enum):
     NO_ENTRIES = "a transaction needs at least one entry"
-    TOO_MANY_ENTRIES = f"more than {ENTRIES_PER_TRANSACTION_MAX} entries in a transaction or {ENTRIES_PER_BATCH_MAX} in a batch"
+    TOO_MANY_ENTRIES = (f"more than {ENTRIES_PER_TRANSACTION_MAX} entries in a transaction "
+                        f"or {ENTRIES_PER_BATCH_MAX} in a batch")
     UNBALANCED = "entries do not sum to zero"
     AMOUNT_NOT_INTEGER = "amount_ucr must be an int (not a bool, float or NumPy scalar)"
     AMOUNT_OUT_OF_RANGE = "amount_ucr does not fit a signed 64-bit integer"
@@ -209,7 +210,8 @@ def _entry_problem(row: Mapping[str, Any], expected_sequence: int,
     if sequence != expected_sequence:
         return ChainProblem.SEQUENCE_GAP, f"expected entry {expected_sequence}, found entry {sequence}"
     if row["prev_hash"] != prev_hash:
-        return ChainProblem.PREV_HASH_MISMATCH, f"entry {sequence} has prev_hash {row['prev_hash']!r}, expected {prev_hash!r}"
+        return (ChainProblem.PREV_HASH_MISMATCH,
+                f"entry {sequence} has prev_hash {row['prev_hash']!r}, expected {prev_hash!r}")
     try:
         computed = entry_hash(row)
     except (TypeError, ValueError) as error:  # a float or non-ASCII text written behind the ledger's back
@@ -264,8 +266,8 @@ def _posted_content(connection: Connection, transaction_ids: list[str]) -> dict[
     """For the ids already in the ledger: their entries' content, in posting order."""
     content: dict[str, list[tuple]] = {}
     columns = [ledger_entries.c.transaction_id, *(ledger_entries.c[name] for name in _CONTENT_FIELDS)]
-    for start in range(0, len(transaction_ids), _ID_CHUNK):
-        chunk = transaction_ids[start:start + _ID_CHUNK]
+    for start in range(0, len(transaction_ids), TRANSACTION_IDS_PER_QUERY):
+        chunk = transaction_ids[start:start + TRANSACTION_IDS_PER_QUERY]
         rows = connection.execute(select(*columns).where(ledger_entries.c.transaction_id.in_(chunk))
                                   .order_by(ledger_entries.c.sequence)).mappings()
         for row in rows:
@@ -300,7 +302,8 @@ def _rows_of(transaction: Transaction) -> list[dict]:
                                             f"are required, the others are {sorted(ENTRY_FIELDS)}")
         amount = entry["amount_ucr"]
         if type(amount) is not int:
-            raise refuse(Refusal.AMOUNT_NOT_INTEGER, f"entries[{index}].amount_ucr is {type(amount).__name__} {amount!r}")
+            raise refuse(Refusal.AMOUNT_NOT_INTEGER,
+                         f"entries[{index}].amount_ucr is {type(amount).__name__} {amount!r}")
         if not AMOUNT_UCR_MIN <= amount <= AMOUNT_UCR_MAX:
             raise refuse(Refusal.AMOUNT_OUT_OF_RANGE, f"entries[{index}].amount_ucr is {amount}")
         # transaction_id is at most 64 characters, so the idempotency key always fits its 255.

@@ -9,7 +9,7 @@ money column is Float or Numeric.
 The schema is owned by the Alembic migrations in `storage/migrations` (shipped inside the
 package): `open_engine` upgrades a database to the newest revision the first time a
 process opens it, and `upgrade_database` is `forge-pool db upgrade`. A change to the
-tables below needs a new revision; `tests/ledger/test_migrations.py` fails until the
+tables below needs a new revision; `tests/ledger/test_ledger_migrations.py` fails until the
 migrated schema matches this metadata again.
 """
 
@@ -172,11 +172,11 @@ def exclusive_transaction(engine: Engine, lock_key: int) -> Iterator[Connection]
         if engine.dialect.name == "sqlite":
             connection.execution_options(isolation_level="AUTOCOMMIT")
             with connection.begin():
-                connection.exec_driver_sql("BEGIN")
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
                 yield connection
         elif engine.dialect.name == "postgresql":
             with connection.begin():
-                pass
+                connection.execute(select(func.pg_advisory_xact_lock(lock_key)))
                 yield connection
         else:
             raise NotImplementedError(f"no writer lock for {engine.dialect.name}: use SQLite or PostgreSQL")

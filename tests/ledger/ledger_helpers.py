@@ -53,5 +53,5 @@ def race(url: str, count: int, seed: int, ready, go, results) -> None:
     for start in range(0, count, batch_size):
         batch = transactions[start:start + batch_size]
         posted += [transaction.transaction_id
-                   for transaction, new in zip(batch, post_transactions(engine, batch)) if new]
+                   for transaction, new in zip(batch, post_transactions(engine, batch), strict=True) if new]
     results.put(posted)

@@ -33,7 +33,7 @@ def test_posting_appends_numbered_chained_entries(engine):
 
 
 def test_entry_hash_is_the_documented_formula(engine):
-    """entry_hash = sha256(prev_hash ASCII ‖ canonical JSON of every column but entry_hash), recomputed independently."""
+    """entry_hash = sha256(prev_hash ASCII ‖ canonical JSON of every column but entry_hash), recomputed here."""
     post_transactions(engine, [settlement(0), settlement(1)])
     for row in entries(engine):
         body = {name: value for name, value in row.items() if name != "entry_hash"}

@@ -95,7 +95,7 @@ def test_row_inserted_in_the_middle_is_found(ledger):
     """A correctly hashed, balanced row slipped in after entry 6 (later rows renumbered) breaks the link of the next."""
     execute(ledger, "UPDATE ledger_entries SET sequence = sequence + 1000 WHERE sequence > 6")
     execute(ledger, "UPDATE ledger_entries SET sequence = sequence - 999 WHERE sequence > 1000")
-    sixth = [row for row in entries(ledger) if row["sequence"] == 6][0]
+    sixth = next(row for row in entries(ledger) if row["sequence"] == 6)
     execute(ledger, insert(ledger_entries).values(**forged_row(7, sixth["entry_hash"])))
     assert_broken(ledger, 8, ChainProblem.PREV_HASH_MISMATCH)
 
