@@ -114,6 +114,6 @@ def bench_verification(draws: int) -> dict:
     with BenchHome() as home:
         seconds = {mode: home.run("workload_lifecycle", home.request(f"mode-{mode}", draws, policy))
                    for mode, policy in MODES.items()}
-        replay_s = home.run("workload_replay", home.request("mode-none", draws, MODES["none"]))
+        replay_s = home.run("replay_workload", home.request("mode-none", draws, MODES["none"]))
     return {"draws": draws, "seconds": seconds, "ratios": {mode: s / seconds["none"] for mode, s in seconds.items()},
             "replay_s": replay_s, "replay_ratio": replay_s / seconds["none"]}

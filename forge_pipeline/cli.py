@@ -231,7 +231,7 @@ def command_replay(arguments) -> int:
     instance = forge_instance()
     if arguments.workload_id not in instance.get_dynamic_partitions("workloads"):
         instance.add_dynamic_partitions("workloads", [arguments.workload_id])
-    run = defs.resolve_job_def("workload_replay").execute_in_process(
+    run = defs.resolve_job_def("replay_workload").execute_in_process(
         partition_key=arguments.workload_id, instance=instance, run_config=QUIET_RUN_CONFIG, raise_on_error=False)
     if not run.success:
         failures = [event.step_failure_data.error.message.strip() for event in run.get_step_failure_events()]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from forge_pipeline.aggregate.evidence import aggregate, build_manifest, kernel_digest, write_bundle
+from forge_pipeline.aggregate.evidence import aggregate, build_manifest, write_bundle
 from forge_pipeline.assign.assignment import NoCapableAgent, assign_shards, retry_agent
 from forge_pipeline.assign.pool import Pool
 from forge_pipeline.assign.reliability import Reliability, reliability_of
@@ -162,7 +162,8 @@ def finalize_workload(engine: Engine, planned: dict, report: dict, evidence: dic
 
 
 def run_lifecycle_inline(engine: Engine, workload_id: str, pool: Pool, gpu_visible: bool, artifacts_root: Path) -> dict:
-    """The whole lifecycle in this process without Dagster: what replay and benchmarks compare against."""
+    """The whole lifecycle in this process without Dagster, stage by stage as the assets run it:
+    for callers that need many finalized workloads quickly (the money and fault tests)."""
     planned = plan_workload(engine, admitted_request(engine, workload_id), pool, gpu_visible)
     start_execution(engine, planned)
     batches = [execute_batch(planned, pool, agent_id) for agent_id in planned["batches"]]

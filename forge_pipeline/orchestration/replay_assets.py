@@ -23,5 +23,5 @@ def workload_replay(context: AssetExecutionContext, database: ForgeDatabaseResou
                            metadata={"differences": MetadataValue.json(result["differences"])})
 
 
-replay_job = define_asset_job("workload_replay", selection=[workload_replay],
+replay_job = define_asset_job("replay_workload", selection=[workload_replay],
                               description="replay one finalized workload and compare it bit for bit")

@@ -154,7 +154,7 @@ def test_definitions_validate(forge_home):
     completed = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w",
                                 "workspace.yaml"], cwd=ROOT, capture_output=True, text=True, timeout=180,
                                env={**os.environ})
-    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.returncode == 0, (completed.stdout + completed.stderr)[-3000:]
 
 
 def free_port() -> int:

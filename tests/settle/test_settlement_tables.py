@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from forge_pipeline.settle.bench import bench_settlement
+from benchmarks.settlement import bench_settlement
 from forge_pipeline.settle.tables import ENTRY_SCHEMA, credit_statement, cycle_reconciliation, provider_payouts
 
 CUSTOMER_ACME = "customer:acme/risk/prod"
