@@ -1,6 +1,6 @@
 import pytest
 
-from forge_pipeline.ledger.bench import bench_posting
+from benchmarks.ledger import bench_posting
 
 
 def test_bench_posting_reports_both_rates():

@@ -3,7 +3,7 @@ idempotency check, hash chain, one locked batch) against sqlite3's own executema
 very same finished rows into a table with the same schema, on temporary SQLite files,
 in the same run.
 
-    PYTHONPATH=. python -c "from forge_pipeline.ledger.bench import bench_posting; print(bench_posting(100_000))"
+    PYTHONPATH=. python -c "from benchmarks.ledger import bench_posting; print(bench_posting(100_000))"
 """
 
 from __future__ import annotations
