@@ -294,6 +294,7 @@ def _rows_of(transaction: Transaction) -> list[dict]:
     if len(transaction.entries) > ENTRIES_PER_TRANSACTION_MAX:
         raise refuse(Refusal.TOO_MANY_ENTRIES, f"{len(transaction.entries)} entries")
     rows = []
+    memo_texts: dict[int, str] = {}  # entries usually share one memo object: serialize it once
     for index, entry in enumerate(transaction.entries):
         if not isinstance(entry, Mapping):
             raise refuse(Refusal.BAD_FIELD, f"entries[{index}] is a {type(entry).__name__}, not a mapping")
@@ -320,7 +321,9 @@ def _rows_of(transaction: Transaction) -> list[dict]:
         if not isinstance(memo, Mapping):
             raise refuse(Refusal.BAD_FIELD, f"entries[{index}].memo is a {type(memo).__name__}, not a mapping")
         try:
-            row["memo"] = canonical_json(memo).decode()
+            if id(memo) not in memo_texts:
+                memo_texts[id(memo)] = canonical_json(memo).decode()
+            row["memo"] = memo_texts[id(memo)]
         except TypeError as error:
             raise refuse(Refusal.BAD_FIELD, f"entries[{index}].memo: {error}") from None
         rows.append(row)

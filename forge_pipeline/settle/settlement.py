@@ -23,7 +23,7 @@ import polars as pl
 from sqlalchemy import Engine, exists, literal, select
 
 from forge_pipeline.canonical import canonical_json
-from forge_pipeline.ledger.ledger import (Transaction, entries, post_correction, post_transaction, post_transactions,
+from forge_pipeline.ledger.ledger import (Transaction, post_correction, post_transaction, post_transactions,
                                           transaction_posted)
 from forge_pipeline.settle.pricing import Charge, apply_budget_cap, estimate_charge, price_workload
 from forge_pipeline.settle.rate_card import load_rate_card
@@ -137,14 +137,15 @@ def resolve(engine: Engine, workload_id: str, reason: str, refund: bool) -> bool
 
 
 def cycle_entries(engine: Engine, cycle_key: str, organization: str | None = None) -> pl.LazyFrame:
-    """The cycle's settlement entries as a lazy frame (ledger rows, typed by ENTRY_SCHEMA)."""
-    filters = {"cycle": cycle_key, "kind": "settlement"}
+    """The cycle's settlement entries as a lazy frame typed by ENTRY_SCHEMA, read by Polars
+    straight from the database cursor (no per-row Python objects)."""
+    query = select(*(ledger_entries.c[name] for name in ENTRY_SCHEMA)).where(
+        ledger_entries.c.cycle == cycle_key, ledger_entries.c.kind == "settlement").order_by(ledger_entries.c.sequence)
     if organization is not None:
-        filters["organization"] = organization
-    rows = entries(engine, **filters)
-    frame = pl.DataFrame([{name: row[name] for name in ENTRY_SCHEMA} for row in rows], schema=ENTRY_SCHEMA,
-                         orient="row")
-    return frame.lazy()
+        query = query.where(ledger_entries.c.organization == organization)
+    with engine.connect() as connection:
+        frame = pl.read_database(query, connection, schema_overrides=ENTRY_SCHEMA)
+    return (frame if frame.height else pl.DataFrame(schema=ENTRY_SCHEMA)).lazy()
 
 
 def statement_lines(entries_frame: pl.LazyFrame) -> pl.LazyFrame:
