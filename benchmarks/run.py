@@ -5,7 +5,7 @@
 
 import sys
 
-from benchmarks import lifecycle, primitives, settlement
+from benchmarks import ledger, lifecycle, primitives, settle_cycle, settlement
 from forge_pipeline.execute.primitives import PRIMITIVES
 
 
@@ -19,14 +19,10 @@ def main() -> int:
     philox = lifecycle.bench_philox(1 << (20 if quick else 24))
     line(f"ours {philox['ours_words_per_s'] / 1e6:.1f} Mwords/s, numpy {philox['numpy_words_per_s'] / 1e6:.1f} "
          f"Mwords/s, ratio {philox['ratio']:.3f} (target >= 0.35)")
-    line("== shard kernels: work units/s per primitive ==")
+    line(primitives.TITLE)
     for name in PRIMITIVES:
-        measured = primitives.bench_primitive(name, 2_000_000 if quick else 50_000_000)
-        rates = ", ".join(f"{backend} {rate / 1e6:.1f} M{measured['work_unit']}/s"
-                          for backend, rate in measured["rates"].items())
-        gpu = measured["rates"].get("cupy")
-        ratio = f", GPU/CPU {gpu / measured['rates']['numpy']:.1f}x" if gpu else " (no CUDA device: NumPy only)"
-        line(f"{name}: {measured['units']:,} units; {rates}{ratio}")
+        for text in primitives.report_lines(name, quick):
+            line(text)
     sizes = [(2_000_000, "none")] if quick else [(100_000_000, "none"), (100_000_000, "replay_sample"),
                                                  (400_000_000, "none")]
     for draws, verification in sizes:
@@ -40,6 +36,14 @@ def main() -> int:
         line(f"{mode:<18} {verification['seconds'][mode]:.2f} s  ratio {ratio:.3f}")
     line(f"targets: replay_sample at 10% <= 1.15, multi_node k=2 <= 2.1; replay {verification['replay_s']:.2f} s, "
          f"ratio to the original run {verification['replay_ratio']:.3f} (target <= 1.1)")
+    line("== ledger posting with the hash chain vs raw sqlite3 executemany of the same rows ==")
+    posting = ledger.bench_posting(20_000 if quick else 200_000)
+    line(f"{posting['entries']:,} entries: ledger {posting['ledger_entries_per_second']:,}/s, raw sqlite3 "
+         f"{posting['raw_entries_per_second']:,}/s, ratio {posting['ledger_to_raw_ratio']:.3f} (target >= 0.5)")
+    line("== settling one billing cycle end to end: ledger postings (4 entries per workload) + statements ==")
+    cycle = settle_cycle.bench_settle_cycle(5_000 if quick else 1_000_000)
+    line(f"{cycle['workloads']:,} finalized workloads: postings {cycle['posting_s']:.1f} s, with statements "
+         f"{cycle['total_s']:.1f} s (target <= 60 s for 10^6)")
     line("== settlement tables: Polars vs plain Python group-by on the same ledger rows ==")
     tables = settlement.bench_settlement(100_000 if quick else 1_000_000)
     line(f"{tables['records']:,} settlement ledger rows: Polars {tables['polars_s']:.3f} s, plain Python "

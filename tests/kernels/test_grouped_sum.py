@@ -1,38 +1,18 @@
-import re
-import shutil
-import subprocess
-
 import numpy as np
 import pytest
+from primitive_helpers import assert_integer_only_kernel, contract_word, scaffolding
 
 from forge_pipeline.canonical import digest
-from forge_pipeline.execute.backend import NUMPY_BACKEND, kernels_directory, select_backend
-from forge_pipeline.execute.philox import philox4x32_10
+from forge_pipeline.execute.backend import NUMPY_BACKEND, select_backend
 from forge_pipeline.execute.primitives.grouped_sum import CHUNK_ROWS, GroupedSum
 from forge_pipeline.intake.problems import INT64_MAX, Problems, RequestInvalid
 
 PRIMITIVE = GroupedSum()
-KERNELS = kernels_directory()
-
-
-def normalized(document):
-    problems = Problems()
-    arguments = PRIMITIVE.normalize_arguments(document, problems)
-    assert not problems.found, problems.found
-    return arguments
+normalized, refusals, run = scaffolding(PRIMITIVE)
 
 
 def generated(rows=1_000, keys=13, value_max=1_000, seed=0xA5A5_0000_1234_5678):
     return normalized({"generate": {"rows": rows, "keys": keys, "value_max": value_max, "seed": seed}})
-
-
-def run(arguments, shard_size, backend=NUMPY_BACKEND):
-    rows = PRIMITIVE.item_count(arguments)
-    shards = [PRIMITIVE.execute_shard(arguments, 1, start, min(rows, start + shard_size), backend)
-              for start in range(0, rows, shard_size)]
-    for shard in shards:
-        assert PRIMITIVE.check_shard(arguments, shard["start"], shard["stop"], shard) == []
-    return PRIMITIVE.merge(arguments, shards)
 
 
 def dictionary_reference(pairs):
@@ -47,13 +27,8 @@ def dictionary_reference(pairs):
 
 def generated_pairs(rows, keys, value_max, seed):
     """The contract read literally: word r of streams 0 and 1, one Philox block per word, multiply-shift."""
-    key = (seed & 0xFFFFFFFF, seed >> 32)
-
-    def word(stream, index):
-        block = index // 4
-        return philox4x32_10((block & 0xFFFFFFFF, block >> 32, stream, 0), key)[index % 4]
-
-    return [((word(0, r) * keys) >> 32, (word(1, r) * (value_max + 1)) >> 32) for r in range(rows)]
+    return [((contract_word(seed, 0, r) * keys) >> 32, (contract_word(seed, 1, r) * (value_max + 1)) >> 32)
+            for r in range(rows)]
 
 
 def test_generated_output_matches_a_plain_python_loop():
@@ -112,9 +87,7 @@ def test_bad_arguments_are_refused_with_field_paths():
         ([], {"arguments"}),
     ]
     for document, paths in cases:
-        problems = Problems()
-        assert PRIMITIVE.normalize_arguments(document, problems) is None, document
-        assert {problem.path for problem in problems.found} == paths, (document, problems.found)
+        assert set(refusals(document)) == paths, document
 
 
 def test_shard_checks_catch_a_tampered_result():
@@ -194,12 +167,6 @@ def test_cupy_path_matches_numpy_on_inline_rows():
             == PRIMITIVE.execute_shard(arguments, 0, 11, 20_011, NUMPY_BACKEND))
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed: CUDA sources not compiled here")
-def test_kernel_compiles_to_ptx_without_fma_or_floats(tmp_path):
-    """kernels/grouped_sum.cu compiles with FMA contraction off and declares no float or double."""
-    source = KERNELS / "grouped_sum.cu"
-    code = "\n".join(line.split("//")[0] for line in source.read_text().splitlines())
-    assert not re.search(r"\b(float|double|half)\b", code)
-    subprocess.run(["nvcc", "-ptx", "--fmad=false", f"-I{KERNELS}", "-o", str(tmp_path / "out.ptx"), str(source)],
-                   check=True, capture_output=True)
-    assert ".entry forge_grouped_sum_scatter" in (tmp_path / "out.ptx").read_text()
+def test_kernel_is_integer_only(tmp_path):
+    """kernels/grouped_sum.cu names no floating-point type and compiles to float-free PTX with its scatter entry."""
+    assert_integer_only_kernel("grouped_sum.cu", ["forge_grouped_sum_scatter"], tmp_path)

@@ -1,52 +1,29 @@
 import hashlib
-import re
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
+from primitive_helpers import assert_integer_only_kernel, contract_word, scaffolding
 
 from forge_pipeline.canonical import digest
-from forge_pipeline.execute.backend import NUMPY_BACKEND, kernels_directory, select_backend
-from forge_pipeline.execute.philox import philox4x32_10
+from forge_pipeline.execute.backend import NUMPY_BACKEND, select_backend
 from forge_pipeline.execute.primitives.image_filter import (
     ImageFilter, filter_numpy, filtered_images, input_images, write_artifact,
 )
 from forge_pipeline.intake.problems import Problems, RequestInvalid
 
 PRIMITIVE = ImageFilter()
-KERNELS = kernels_directory()
-
-
-def normalized(document):
-    problems = Problems()
-    arguments = PRIMITIVE.normalize_arguments(document, problems)
-    assert not problems.found, problems.found
-    return arguments
+normalized, refusals, run = scaffolding(PRIMITIVE)
 
 
 def generated(count=5, height=5, width=7, seed=0xC0FFEE_0123456789):
     return normalized({"generate": {"count": count, "height": height, "width": width, "seed": seed}})
 
 
-def run(arguments, shard_size, backend=NUMPY_BACKEND):
-    count = PRIMITIVE.item_count(arguments)
-    shards = [PRIMITIVE.execute_shard(arguments, 1, start, min(count, start + shard_size), backend)
-              for start in range(0, count, shard_size)]
-    for shard in shards:
-        assert PRIMITIVE.check_shard(arguments, shard["start"], shard["stop"], shard) == []
-    return PRIMITIVE.merge(arguments, shards)
-
-
 def loop_reference(count, height, width, seed):
     """The contract read literally: one Philox block per pixel, the 3x3 kernel as nine taps, Python ints."""
-    key = (seed & 0xFFFFFFFF, seed >> 32)
 
     def pixel(p):
-        word = p // 4
-        block = word // 4
-        value = philox4x32_10((block & 0xFFFFFFFF, block >> 32, 0, 0), key)[word % 4]
-        return (value >> (8 * (p % 4))) & 0xFF
+        return (contract_word(seed, 0, p // 4) >> (8 * (p % 4))) & 0xFF
 
     weights = (1, 2, 1)
     digests, histogram = [], [0] * 256
@@ -149,9 +126,7 @@ def test_bad_arguments_are_refused_with_field_paths(tmp_path):
     np.save(tmp_path / "ok.npy", np.zeros((2, 4, 4), dtype=np.uint8))
     cases.append(({"npy": {"path": str(tmp_path / "ok.npy"), "shape": [2, 4, 5]}}, {"arguments.npy.shape"}))
     for document, paths in cases:
-        problems = Problems()
-        assert PRIMITIVE.normalize_arguments(document, problems) is None, document
-        assert {problem.path for problem in problems.found} == paths, (document, problems.found)
+        assert set(refusals(document)) == paths, document
 
 
 def test_shard_checks_catch_a_tampered_result():
@@ -214,12 +189,6 @@ def test_cupy_path_matches_numpy_on_a_file_source(tmp_path):
                                                                                           NUMPY_BACKEND)
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed: CUDA sources not compiled here")
-def test_kernel_compiles_to_ptx_without_fma_or_floats(tmp_path):
-    """kernels/image_filter.cu compiles with FMA contraction off and declares no float or double."""
-    source = KERNELS / "image_filter.cu"
-    code = "\n".join(line.split("//")[0] for line in source.read_text().splitlines())
-    assert not re.search(r"\b(float|double|half)\b", code)
-    subprocess.run(["nvcc", "-ptx", "--fmad=false", f"-I{KERNELS}", "-o", str(tmp_path / "out.ptx"), str(source)],
-                   check=True, capture_output=True)
-    assert ".entry forge_image_filter" in (tmp_path / "out.ptx").read_text()
+def test_kernel_is_integer_only(tmp_path):
+    """kernels/image_filter.cu names no floating-point type and compiles to float-free PTX with its filter entry."""
+    assert_integer_only_kernel("image_filter.cu", ["forge_image_filter"], tmp_path)

@@ -1,17 +1,16 @@
 import copy
-import re
-import shutil
-import subprocess
 
 import pytest
+from primitive_helpers import (
+    assert_benchmark_sized, assert_integer_only_kernel, contract_word, json_native, scaffolding,
+)
 
 from forge_pipeline.canonical import digest
-from forge_pipeline.execute.backend import NUMPY_BACKEND, cuda_device_visible, kernels_directory, select_backend
-from forge_pipeline.execute.philox import philox4x32_10
+from forge_pipeline.execute.backend import NUMPY_BACKEND, select_backend
 from forge_pipeline.execute.primitives.personalized_pagerank import PersonalizedPagerank, rmat_edges
-from forge_pipeline.intake.problems import Problems
 
 PRIMITIVE = PersonalizedPagerank()
+normalized, refusals, run = scaffolding(PRIMITIVE)
 SCALE = 2**32  # written out again here: the test reads the contract, not the module
 INLINE = {"nodes": 6, "edges": [[0, 1], [0, 2], [1, 2], [2, 0], [2, 3], [3, 3], [3, 0], [0, 1], [4, 0], [2, 5]],
           "sources": [0, 5, 3, 4], "iterations": 7, "damping": {"numerator": 85, "denominator": 100}, "top_k": 4}
@@ -20,38 +19,14 @@ GENERATED = {"generate": {"kind": "rmat", "nodes": 50, "edges": 300, "seed": 0xD
              "damping": {"numerator": 7, "denominator": 9}, "top_k": 6}
 
 
-def normalized(document):
-    problems = Problems()
-    arguments = PRIMITIVE.normalize_arguments(copy.deepcopy(document), problems)
-    assert not problems.found, problems.found
-    return arguments
-
-
-def refusals(document):
-    problems = Problems()
-    assert PRIMITIVE.normalize_arguments(document, problems) is None
-    return {problem.path: problem.message for problem in problems.found}
-
-
-def run(arguments, shard_size, backend=NUMPY_BACKEND):
-    count = PRIMITIVE.item_count(arguments)
-    shards = [PRIMITIVE.execute_shard(arguments, 1, start, min(count, start + shard_size), backend)
-              for start in range(0, count, shard_size)]
-    for index, shard in enumerate(shards):
-        assert PRIMITIVE.check_shard(arguments, shard["start"], shard["stop"], shard) == [], index
-    return PRIMITIVE.merge(arguments, shards)
-
-
 def rmat_reference(nodes, edges, seed):
     """The R-MAT rule read literally: one Philox block per word of stream 1, Python integers."""
     levels = (nodes - 1).bit_length()
-    key = (seed % 2**32, seed >> 32)
     pairs = []
     for i in range(edges):
         row = column = 0
         for level in range(levels):
-            e = i * levels + level
-            word = philox4x32_10(((e // 4) % 2**32, (e // 4) >> 32, 1, 0), key)[e % 4]
+            word = contract_word(seed, 1, i * levels + level)
             row_bit, column_bit = (0, 0) if word < 2448131358 else (0, 1) if word < 3264175144 else \
                 (1, 0) if word < 4080218931 else (1, 1)
             row = row * 2 + row_bit
@@ -200,25 +175,16 @@ def test_shard_checks_pass_real_results_and_catch_tampering():
 
 def test_results_are_json_native_integers():
     """Shard and merged outputs hold only dicts, lists and Python ints; arguments add strings (never floats)."""
-    def walk(value, leaf_types):
-        if isinstance(value, dict):
-            return all(isinstance(key, str) and walk(item, leaf_types) for key, item in value.items())
-        if isinstance(value, list):
-            return all(walk(item, leaf_types) for item in value)
-        return type(value) in leaf_types
     arguments = normalized(GENERATED)
     shard = PRIMITIVE.execute_shard(arguments, 1, 0, 3, NUMPY_BACKEND)
-    assert walk(shard, (int,)) and walk(PRIMITIVE.merge(arguments, [shard]), (int,))
-    assert walk(normalized(INLINE), (int,)) and walk(arguments, (int, str))
+    assert json_native(shard) and json_native(PRIMITIVE.merge(arguments, [shard]))
+    assert json_native(normalized(INLINE)) and json_native(arguments, (int, str))
 
 
 def test_benchmark_arguments_are_valid_and_sized_to_the_request():
     """benchmark_arguments(units) validates and bills within one source's cost of the request."""
     for units in (1, 10**8):
-        arguments = normalized(PRIMITIVE.benchmark_arguments(units))
-        per_source = PRIMITIVE.work_units(arguments, 0, 1)
-        total = PRIMITIVE.work_units(arguments, 0, PRIMITIVE.item_count(arguments))
-        assert total <= max(units, per_source) and total > units - per_source
+        assert_benchmark_sized(PRIMITIVE, normalized, units)
 
 
 def test_output_summary_has_facts_and_a_markdown_table():
@@ -230,7 +196,6 @@ def test_output_summary_has_facts_and_a_markdown_table():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not cuda_device_visible(), reason="no CUDA device visible (CuPy missing or no driver)")
 @pytest.mark.parametrize("nodes, edges, start, stop", [(1, 3, 0, 1), (5_003, 40_000, 3, 40), (100_003, 400_000, 1, 21)])
 def test_cupy_path_matches_numpy_bit_for_bit(nodes, edges, start, stop):
     """The CUDA pull kernel gives the NumPy shard exactly: many blocks, ragged tails, several source batches."""
@@ -242,23 +207,6 @@ def test_cupy_path_matches_numpy_bit_for_bit(nodes, edges, start, stop):
     assert gpu == PRIMITIVE.execute_shard(arguments, 1, start, stop, NUMPY_BACKEND)
 
 
-def kernel_source_with_includes(name):
-    directory = kernels_directory()
-    text = (directory / name).read_text()
-    for include in re.findall(r'#include\s+"([^"]+)"', text):
-        text += (directory / include).read_text()
-    return re.sub(r"//[^\n]*|/\*.*?\*/", "", text, flags=re.DOTALL)
-
-
-def test_kernel_compiles_to_ptx_without_floating_point(tmp_path):
-    """nvcc -ptx --fmad=false accepts the kernel, and neither its source nor its PTX uses a floating-point type."""
-    source = kernel_source_with_includes("personalized_pagerank.cu")
-    assert not re.search(r"\b(float|double|half|__half|__nv_bfloat16)\b", source)
-    if shutil.which("nvcc") is None:
-        pytest.skip("nvcc not installed: the PTX compile is not checked here")
-    ptx = tmp_path / "personalized_pagerank.ptx"
-    subprocess.run(["nvcc", "-ptx", "--fmad=false", "-I", str(kernels_directory()),
-                    str(kernels_directory() / "personalized_pagerank.cu"), "-o", str(ptx)], check=True)
-    text = ptx.read_text()
-    assert "forge_personalized_pagerank_pull" in text
-    assert not re.search(r"\.f(16|32|64)\b", text)
+def test_kernel_is_integer_only(tmp_path):
+    """kernels/personalized_pagerank.cu names no floating-point type; its PTX is float-free with the pull entry."""
+    assert_integer_only_kernel("personalized_pagerank.cu", ["forge_personalized_pagerank_pull"], tmp_path)

@@ -1,7 +1,6 @@
 import random
 import shutil
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -3,35 +3,20 @@ import struct
 
 import numpy as np
 import pytest
+from primitive_helpers import contract_word, scaffolding
 
 from forge_pipeline.canonical import digest
 from forge_pipeline.execute.backend import NUMPY_BACKEND, select_backend
-from forge_pipeline.execute.philox import philox4x32_10
 from forge_pipeline.execute.primitives.sort_dedupe import OUTPUT_KEYS_MAX, SortDedupe, decode_keys, encode_keys
 from forge_pipeline.intake.problems import Problems
 
 PRIMITIVE = SortDedupe()
 UINT64_MAX = 2**64 - 1
-
-
-def normalized(document):
-    problems = Problems()
-    arguments = PRIMITIVE.normalize_arguments(document, problems)
-    assert not problems.found, problems.found
-    return arguments
+normalized, refusals, run = scaffolding(PRIMITIVE)
 
 
 def generated(count=1_000, modulus=500, seed=0x0DDB_1A5E_5BAD_5EED):
     return normalized({"generate": {"count": count, "seed": seed, "modulus": modulus}})
-
-
-def run(arguments, shard_size, backend=NUMPY_BACKEND):
-    count = PRIMITIVE.item_count(arguments)
-    shards = [PRIMITIVE.execute_shard(arguments, 1, start, min(count, start + shard_size), backend)
-              for start in range(0, count, shard_size)]
-    for shard in shards:
-        assert PRIMITIVE.check_shard(arguments, shard["start"], shard["stop"], shard) == []
-    return PRIMITIVE.merge(arguments, shards)
 
 
 def set_reference(keys):
@@ -43,13 +28,7 @@ def set_reference(keys):
 
 def generated_keys(count, modulus, seed):
     """The contract read literally: key i = (word 2i | word 2i+1 << 32) mod modulus, one Philox block per word."""
-    key = (seed & 0xFFFFFFFF, seed >> 32)
-
-    def word(index):
-        block = index // 4
-        return philox4x32_10((block & 0xFFFFFFFF, block >> 32, 0, 0), key)[index % 4]
-
-    return [(word(2 * i) | word(2 * i + 1) << 32) % modulus for i in range(count)]
+    return [(contract_word(seed, 0, 2 * i) | contract_word(seed, 0, 2 * i + 1) << 32) % modulus for i in range(count)]
 
 
 @pytest.mark.parametrize("modulus", [1, 97, 2**40 + 3, 2**64])
@@ -100,9 +79,7 @@ def test_bad_arguments_are_refused_with_field_paths():
         (None, {"arguments"}),
     ]
     for document, paths in cases:
-        problems = Problems()
-        assert PRIMITIVE.normalize_arguments(document, problems) is None, document
-        assert {problem.path for problem in problems.found} == paths, (document, problems.found)
+        assert set(refusals(document)) == paths, document
 
 
 def test_shard_checks_catch_a_tampered_result():

@@ -1,57 +1,26 @@
 import copy
-import re
-import shutil
-import subprocess
 
 import pytest
+from primitive_helpers import (
+    assert_benchmark_sized, assert_integer_only_kernel, contract_word, json_native, scaffolding,
+)
 
 from forge_pipeline.canonical import digest
-from forge_pipeline.execute.backend import NUMPY_BACKEND, cuda_device_visible, kernels_directory, select_backend
-from forge_pipeline.execute.philox import philox4x32_10
+from forge_pipeline.execute.backend import NUMPY_BACKEND, select_backend
 from forge_pipeline.execute.primitives.topk_similarity import TopkSimilarity, embedding_rows
-from forge_pipeline.intake.problems import Problems
 
 PRIMITIVE = TopkSimilarity()
+normalized, refusals, run = scaffolding(PRIMITIVE)
 INLINE = {"dimension": 3, "top_k": 3,
           "corpus": [[1, 2, 3], [-128, 127, 0], [3, 2, 1], [1, 2, 3], [0, 0, 0], [-1, -2, -3], [2, 2, 2]],
           "queries": [[1, 1, 1], [-128, -128, -128], [0, 0, 0]]}
 GENERATED = {"dimension": 37, "top_k": 5, "generate": {"documents": 1_003, "queries": 7, "seed": 0xC0FFEE}}
 
 
-def normalized(document):
-    problems = Problems()
-    arguments = PRIMITIVE.normalize_arguments(copy.deepcopy(document), problems)
-    assert not problems.found, problems.found
-    return arguments
-
-
-def refusals(document):
-    problems = Problems()
-    assert PRIMITIVE.normalize_arguments(document, problems) is None
-    return {problem.path: problem.message for problem in problems.found}
-
-
-def run(arguments, shard_size, backend=NUMPY_BACKEND):
-    count = PRIMITIVE.item_count(arguments)
-    shards = [PRIMITIVE.execute_shard(arguments, 1, start, min(count, start + shard_size), backend)
-              for start in range(0, count, shard_size)]
-    for index, shard in enumerate(shards):
-        assert PRIMITIVE.check_shard(arguments, shard["start"], shard["stop"], shard) == [], index
-    return PRIMITIVE.merge(arguments, shards)
-
-
 def generated_reference(seed, stream, rows, dimension):
     """The embedding rule read literally: word r*d + c of the stream, one Philox block per word, (w >> 24) - 128."""
-    key = (seed % 2**32, seed >> 32)
-    vectors = []
-    for row in range(rows):
-        vector = []
-        for component in range(dimension):
-            e = row * dimension + component
-            word = philox4x32_10(((e // 4) % 2**32, (e // 4) >> 32, stream, 0), key)[e % 4]
-            vector.append((word >> 24) - 128)
-        vectors.append(vector)
-    return vectors
+    return [[(contract_word(seed, stream, row * dimension + component) >> 24) - 128 for component in range(dimension)]
+            for row in range(rows)]
 
 
 def loop_reference(corpus, queries, top_k):
@@ -175,24 +144,16 @@ def test_shard_checks_pass_real_results_and_catch_tampering():
 
 def test_results_are_json_native_integers():
     """Shard and merged outputs hold only dicts, lists and Python ints (no floats, no NumPy scalars)."""
-    def walk(value):
-        if isinstance(value, dict):
-            return all(isinstance(key, str) and walk(item) for key, item in value.items())
-        if isinstance(value, list):
-            return all(walk(item) for item in value)
-        return type(value) is int
     arguments = normalized(GENERATED)
     shard = PRIMITIVE.execute_shard(arguments, 1, 0, 300, NUMPY_BACKEND)
-    assert walk(shard) and walk(PRIMITIVE.merge(arguments, [shard])) and walk(arguments) and walk(normalized(INLINE))
+    assert json_native(shard) and json_native(PRIMITIVE.merge(arguments, [shard]))
+    assert json_native(arguments) and json_native(normalized(INLINE))
 
 
 def test_benchmark_arguments_are_valid_and_sized_to_the_request():
     """benchmark_arguments(units) validates and bills within one document's cost of the request."""
     for units in (1, 10**9):
-        arguments = normalized(PRIMITIVE.benchmark_arguments(units))
-        per_document = PRIMITIVE.work_units(arguments, 0, 1)
-        total = PRIMITIVE.work_units(arguments, 0, PRIMITIVE.item_count(arguments))
-        assert total <= max(units, per_document) and total > units - per_document
+        assert_benchmark_sized(PRIMITIVE, normalized, units)
 
 
 def test_output_summary_has_facts_and_a_markdown_table():
@@ -206,7 +167,6 @@ def test_output_summary_has_facts_and_a_markdown_table():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not cuda_device_visible(), reason="no CUDA device visible (CuPy missing or no driver)")
 @pytest.mark.parametrize("documents, queries, dimension, start", [
     (1, 1, 1, 0), (10_007, 37, 77, 5), (300_001, 5, 300, 1_000), (4_099, 17, 1_000, 0)])
 def test_cupy_path_matches_numpy_bit_for_bit(documents, queries, dimension, start):
@@ -218,7 +178,6 @@ def test_cupy_path_matches_numpy_bit_for_bit(documents, queries, dimension, star
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not cuda_device_visible(), reason="no CUDA device visible (CuPy missing or no driver)")
 def test_cupy_path_matches_numpy_on_inline_embeddings():
     """Inline embeddings uploaded to the device rank exactly as on NumPy, ties and extremes included."""
     arguments = normalized(INLINE)
@@ -227,23 +186,7 @@ def test_cupy_path_matches_numpy_on_inline_embeddings():
         assert gpu == PRIMITIVE.execute_shard(arguments, 1, start, stop, NUMPY_BACKEND)
 
 
-def kernel_source_with_includes(name):
-    directory = kernels_directory()
-    text = (directory / name).read_text()
-    for include in re.findall(r'#include\s+"([^"]+)"', text):
-        text += (directory / include).read_text()
-    return re.sub(r"//[^\n]*|/\*.*?\*/", "", text, flags=re.DOTALL)
-
-
-def test_kernel_compiles_to_ptx_without_floating_point(tmp_path):
-    """nvcc -ptx --fmad=false accepts the kernels, and neither their source nor their PTX uses a floating-point type."""
-    source = kernel_source_with_includes("topk_similarity.cu")
-    assert not re.search(r"\b(float|double|half|__half|__nv_bfloat16)\b", source)
-    if shutil.which("nvcc") is None:
-        pytest.skip("nvcc not installed: the PTX compile is not checked here")
-    ptx = tmp_path / "topk_similarity.ptx"
-    subprocess.run(["nvcc", "-ptx", "--fmad=false", "-I", str(kernels_directory()),
-                    str(kernels_directory() / "topk_similarity.cu"), "-o", str(ptx)], check=True)
-    text = ptx.read_text()
-    assert "forge_topk_similarity_scores" in text and "forge_int8_embeddings" in text
-    assert not re.search(r"\.f(16|32|64)\b", text)
+def test_kernel_is_integer_only(tmp_path):
+    """kernels/topk_similarity.cu names no floating-point type and compiles to float-free PTX with both entries."""
+    entries = ["forge_int8_embeddings", "forge_topk_similarity_scores"]
+    assert_integer_only_kernel("topk_similarity.cu", entries, tmp_path)

@@ -17,8 +17,9 @@ import numpy as np
 
 from forge_pipeline.execute.backend import NUMPY_BACKEND, Backend, launch_geometry, raw_kernel
 from forge_pipeline.execute.primitives.base import Primitive
-from forge_pipeline.execute.primitives.image_filter import philox_words_on, pinned_file, require_unchanged
-from forge_pipeline.execute.primitives.sort_dedupe import sorted_distinct, spot_indices
+from forge_pipeline.execute.primitives.common import (
+    one_source, philox_words_on, pinned_file, require_unchanged, sorted_distinct, spot_indices,
+)
 from forge_pipeline.intake.problems import INT64_MAX, Problems, join
 
 INT64_MIN = -(1 << 63)
@@ -44,21 +45,8 @@ class GroupedSum(Primitive):
     contract = "docs/primitives/grouped_sum.md"
 
     def normalize_arguments(self, arguments: Any, problems: Problems, path: str = "arguments") -> dict | None:
-        found_before = len(problems.found)
-        sources = {"generate", "rows", "parquet"}
-        document = problems.mapping(arguments, path, set(), sources)
-        if document is None:
-            return None
-        if len(set(document) & sources) != 1:
-            problems.add(path, "give exactly one source: generate, rows or parquet")
-            return None
-        if "generate" in document:
-            normalized = {"generate": self._generate(document["generate"], problems, join(path, "generate"))}
-        elif "rows" in document:
-            normalized = {"rows": self._rows(document["rows"], problems, join(path, "rows"))}
-        else:
-            normalized = {"parquet": self._parquet(document["parquet"], problems, join(path, "parquet"))}
-        return None if len(problems.found) > found_before else normalized
+        readers = {"generate": self._generate, "rows": self._rows, "parquet": self._parquet}
+        return one_source(arguments, problems, path, readers)
 
     @staticmethod
     def _generate(value: Any, problems: Problems, path: str) -> dict | None:

@@ -6,14 +6,10 @@ replicated, then averaged over 2x2 blocks ((a + b + c + d + 2) >> 2); an odd tra
 row or column of the blurred image is dropped. Items are images with global indices, so
 a shard's per-image digests and histogram do not depend on where its range starts.
 docs/primitives/image_filter.md is the full contract.
-
-This module also holds the two input helpers the primitive library shares: Philox words
-on either backend (`philox_words_on`) and pinned input files (`pinned_file`).
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 from pathlib import Path
@@ -22,16 +18,15 @@ from typing import Any
 import numpy as np
 
 from forge_pipeline.execute.backend import NUMPY_BACKEND, Backend, launch_geometry, raw_kernel
-from forge_pipeline.execute.philox import philox_words
 from forge_pipeline.execute.primitives.base import Primitive
-from forge_pipeline.intake.problems import Problem, Problems, RequestInvalid, join
+from forge_pipeline.execute.primitives.common import one_source, philox_words_on, pinned_file, require_unchanged
+from forge_pipeline.intake.problems import Problems, join
 
 UINT64_MAX = (1 << 64) - 1
 MAX_IMAGES = 100_000  # the output lists one digest per image
 MAX_SIDE = 8_192
 MIN_SIDE = 2  # a 2x downsample of a side of 1 would leave nothing
 MAX_PIXELS = 1 << 34  # input pixels per workload: Philox words stay far inside 2^66 per stream
-MAX_FILE_BYTES = (1 << 34) + (1 << 20)  # MAX_PIXELS plus room for a .npy header
 PIXEL_STREAM = 0
 # Input pixels per chunk: bounds the uint16 intermediates of the NumPy path and the device buffers.
 CHUNK_PIXELS = 1 << 22
@@ -47,18 +42,7 @@ class ImageFilter(Primitive):
     contract = "docs/primitives/image_filter.md"
 
     def normalize_arguments(self, arguments: Any, problems: Problems, path: str = "arguments") -> dict | None:
-        found_before = len(problems.found)
-        document = problems.mapping(arguments, path, set(), {"generate", "npy"})
-        if document is None:
-            return None
-        if len(set(document) & {"generate", "npy"}) != 1:
-            problems.add(path, "give exactly one source: generate or npy")
-            return None
-        if "generate" in document:
-            normalized = {"generate": self._generate(document["generate"], problems, join(path, "generate"))}
-        else:
-            normalized = {"npy": self._npy(document["npy"], problems, join(path, "npy"))}
-        return None if len(problems.found) > found_before else normalized
+        return one_source(arguments, problems, path, {"generate": self._generate, "npy": self._npy})
 
     @staticmethod
     def _generate(value: Any, problems: Problems, path: str) -> dict | None:
@@ -319,73 +303,3 @@ def write_artifact(arguments: dict, seed: int, directory: Path, backend: Backend
     os.replace(temporary, path)
     return {"path": str(path), "bytes": path.stat().st_size, "shape": [count, height, width],
             "batch_digest": batch_digest(digests)}
-
-
-def philox_words_on(backend: Backend, seed: int, stream: int, first_word: int, count: int) -> Any:
-    """Words [first_word, first_word + count) of a Philox stream as uint32, on the backend's device.
-
-    NumPy: forge_pipeline.execute.philox.philox_words; CuPy: kernels/philox.cu, bit-identical.
-    """
-    if backend.name != "cupy":
-        return philox_words(seed, stream, first_word, count)
-    xp = backend.xp
-    out = xp.empty(count, dtype=xp.uint32)
-    if count:
-        blocks = (first_word + count + 3) // 4 - first_word // 4
-        grid, block = launch_geometry(blocks)
-        raw_kernel("philox.cu", "forge_philox4x32")(
-            grid, block, (np.uint64(seed), np.uint32(stream), np.uint64(first_word), np.int64(count), out))
-    return out
-
-
-def pinned_file(value: Any, problems: Problems, path: str, suffix: str, optional: set[str]) -> dict | None:
-    """An input file named by `path`, pinned by the sha256 of its bytes.
-
-    The normalized document holds the absolute path and the digest; a digest given by
-    the user (or by an earlier normalization) must match, so a file that changed since
-    admission is refused instead of silently computed.
-    """
-    if problems.mapping(value, path, {"path"}, {"sha256"} | optional) is None:
-        return None
-    name = problems.string(value.get("path"), join(path, "path"), max_length=4096) if "path" in value else None
-    if name is None:
-        return None
-    resolved = Path(name).expanduser().resolve()
-    if resolved.suffix != suffix:
-        problems.add(join(path, "path"), f"must name a {suffix} file")
-        return None
-    if not resolved.is_file():
-        problems.add(join(path, "path"), f"no such file: {resolved}")
-        return None
-    if resolved.stat().st_size > MAX_FILE_BYTES:
-        problems.add(join(path, "path"), f"larger than {MAX_FILE_BYTES} bytes")
-        return None
-    file_digest = file_sha256(str(resolved))
-    if "sha256" in value and value["sha256"] != file_digest:
-        problems.add(join(path, "sha256"), f"the file's sha256 is {file_digest}, not {value['sha256']!r}: "
-                                           "it changed since it was pinned, or it is another file")
-        return None
-    return {"path": str(resolved), "sha256": file_digest}
-
-
-def require_unchanged(source: dict, path: str) -> None:
-    """Refuse to compute on a pinned file whose bytes changed since admission (RequestInvalid, a workload fault)."""
-    actual = file_sha256(source["path"])
-    if actual != source["sha256"]:
-        message = f"{source['path']} changed since admission: sha256 {actual} != {source['sha256']}"
-        raise RequestInvalid([Problem(join(path, "sha256"), message)])
-
-
-def file_sha256(path: str) -> str:
-    """sha256 of a file's bytes, cached per (path, size, mtime, inode) so shards do not rehash an unchanged file."""
-    status = os.stat(path)
-    return _file_sha256(path, status.st_size, status.st_mtime_ns, status.st_ino)
-
-
-@functools.lru_cache(maxsize=64)
-def _file_sha256(path: str, size: int, mtime_ns: int, inode: int) -> str:
-    hasher = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            hasher.update(block)
-    return hasher.hexdigest()

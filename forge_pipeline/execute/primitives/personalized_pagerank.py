@@ -20,7 +20,7 @@ import numpy as np
 from forge_pipeline.execute.backend import Backend, launch_geometry, raw_kernel
 from forge_pipeline.execute.philox import philox_words
 from forge_pipeline.execute.primitives.base import Primitive
-from forge_pipeline.execute.primitives.topk_similarity import ranked_pairs, smallest_keys
+from forge_pipeline.execute.primitives.common import ranked_pairs, smallest_keys
 from forge_pipeline.intake.problems import Problems, join, type_name
 
 SCALE_BITS = 32

@@ -8,8 +8,8 @@ count, min, max and sha256, and lists it only when it is small.
 docs/primitives/sort_dedupe.md is the full contract.
 
 The GPU path needs no kernel of its own: Philox words come from kernels/philox.cu and the
-sort and dedupe are CuPy's sort (a radix sort on uint64) and a neighbour comparison.
-`sorted_distinct` and `spot_indices` are shared with grouped_sum.
+sort and dedupe are CuPy's sort (a radix sort on uint64) and a neighbour comparison
+(`sorted_distinct`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 
 from forge_pipeline.execute.backend import NUMPY_BACKEND, Backend
 from forge_pipeline.execute.primitives.base import Primitive
-from forge_pipeline.execute.primitives.image_filter import philox_words_on
+from forge_pipeline.execute.primitives.common import one_source, philox_words_on, sorted_distinct, spot_indices
 from forge_pipeline.intake.problems import Problems, join
 
 UINT64_MAX = (1 << 64) - 1
@@ -33,7 +33,6 @@ FULL_RANGE = 1 << 64  # modulus 2^64 keeps every 64-bit key
 MAX_KEYS = 20_000_000
 MAX_INLINE_KEYS = 100_000  # keys written inline in a request (requests are at most 8 MiB)
 OUTPUT_KEYS_MAX = 10_000  # the output lists the distinct keys only up to this many
-SPOT_SAMPLES = 64  # input items check_shard recomputes: a lazy result misses them
 KEY_STREAM = 0
 SUMMARY_KEYS = 10
 
@@ -48,18 +47,7 @@ class SortDedupe(Primitive):
     contract = "docs/primitives/sort_dedupe.md"
 
     def normalize_arguments(self, arguments: Any, problems: Problems, path: str = "arguments") -> dict | None:
-        found_before = len(problems.found)
-        document = problems.mapping(arguments, path, set(), {"generate", "keys"})
-        if document is None:
-            return None
-        if len(set(document) & {"generate", "keys"}) != 1:
-            problems.add(path, "give exactly one source: generate or keys")
-            return None
-        if "generate" in document:
-            normalized = {"generate": self._generate(document["generate"], problems, join(path, "generate"))}
-        else:
-            normalized = {"keys": self._keys(document["keys"], problems, join(path, "keys"))}
-        return None if len(problems.found) > found_before else normalized
+        return one_source(arguments, problems, path, {"generate": self._generate, "keys": self._keys})
 
     @staticmethod
     def _generate(value: Any, problems: Problems, path: str) -> dict | None:
@@ -163,25 +151,6 @@ def input_keys(arguments: dict, start: int, stop: int, backend: Backend) -> Any:
     if generate["modulus"] < FULL_RANGE:
         keys = keys % np.uint64(generate["modulus"])
     return keys
-
-
-def sorted_distinct(xp: Any, values: Any) -> Any:
-    """The ascending distinct values of a 1-D integer array: sort, then keep each value unlike its predecessor.
-
-    Equal to xp.unique, and several times faster than NumPy 2.4's unique on 64-bit keys;
-    on CuPy the sort is a radix sort. Integer comparisons only, so the result is exact.
-    """
-    ordered = xp.sort(values)
-    keep = xp.ones(ordered.size, dtype=bool)
-    keep[1:] = ordered[1:] != ordered[:-1]
-    return ordered[keep]
-
-
-def spot_indices(start: int, stop: int, samples: int = SPOT_SAMPLES) -> list[int]:
-    """min(samples, stop - start) distinct, evenly spaced item indices of [start, stop), starting at `start`."""
-    count = stop - start
-    taken = min(samples, count)
-    return [start + (j * count) // taken for j in range(taken)]
 
 
 def encode_keys(keys: np.ndarray) -> str:

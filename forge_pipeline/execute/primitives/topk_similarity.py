@@ -17,6 +17,7 @@ import numpy as np
 from forge_pipeline.execute.backend import Backend, launch_geometry, raw_kernel
 from forge_pipeline.execute.philox import philox_words
 from forge_pipeline.execute.primitives.base import Primitive
+from forge_pipeline.execute.primitives.common import ranked_pairs, smallest_keys
 from forge_pipeline.intake.problems import Problems, join, type_name
 
 INT8_MIN, INT8_MAX = -128, 127
@@ -271,28 +272,3 @@ def ranking_keys(xp: Any, scores: Any, first_document: int) -> Any:
 
 def decode_keys(keys: list[int]) -> list[list[int]]:
     return [[key & DOCUMENT_MASK, INT32_MAX - (key >> DOCUMENT_BITS)] for key in keys]
-
-
-def smallest_keys(xp: Any, keys: Any, count: int) -> Any:
-    """Each row's `count` smallest keys, ascending. Keys in a row are distinct, so the answer is unique."""
-    if count < keys.shape[1]:
-        keys = xp.partition(keys, count - 1, axis=1)[:, :count]
-    return xp.sort(keys, axis=1)
-
-
-def ranked_pairs(top: Any, keep: int, low_id: int, high_id: int, low_score: int, high_score: int) -> bool:
-    """`keep` [id, score] integer pairs, ids distinct in [low_id, high_id), scores in [low_score, high_score],
-    strictly ordered by score descending then id ascending: the shape every ranked list here has."""
-    if not isinstance(top, list) or len(top) != keep:
-        return False
-    previous = None
-    for pair in top:
-        if not (isinstance(pair, list) and len(pair) == 2 and all(type(value) is int for value in pair)):
-            return False
-        identifier, score = pair
-        if not (low_id <= identifier < high_id and low_score <= score <= high_score):
-            return False
-        if previous is not None and (-previous[1], previous[0]) >= (-score, identifier):
-            return False
-        previous = pair
-    return True
