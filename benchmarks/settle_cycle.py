@@ -1,7 +1,6 @@
 """Settling one billing cycle of N finalized workloads end to end: ledger postings, then statements."""
 
 import json
-import os
 import tempfile
 import time
 
