@@ -75,3 +75,13 @@ def test_cupy_philox_matches_numpy_bit_for_bit(first, count):
     kernel = raw_kernel("philox.cu", "forge_philox4x32")
     kernel((512,), (256,), (np.uint64(0x0123456789ABCDEF), np.uint32(5), np.uint64(first), np.int64(count), out))
     np.testing.assert_array_equal(backend.to_host(out), philox_words(0x0123456789ABCDEF, 5, first, count))
+
+
+def test_the_kernel_path_imports_no_orchestration_or_database_code():
+    """The kernels and their GPU tests run on a machine with NumPy and CuPy only: nothing on that
+    path may import Dagster, Polars, SQLAlchemy or PyYAML."""
+    import sys
+    code = ("import sys, forge_pipeline.execute.primitives, forge_pipeline.execute.backend, forge_pipeline.canonical\n"
+            "print(sorted(m for m in ('dagster', 'polars', 'sqlalchemy', 'yaml') if m in sys.modules))")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert completed.stdout.strip() == "[]"
