@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from forge_pipeline.settle.tables import (CUSTOMER_PREFIX, ENTRY_SCHEMA, PLATFORM_REVENUE, PROVIDER_PREFIX,
-                                          SETTLEMENT, credit_statement, provider_payouts)
+                                          SETTLEMENT, SETTLEMENT_KINDS, credit_statement, provider_payouts)
 
 ROWS_PER_WORKLOAD = 4  # customer, two providers, platform
 SEED = 20261125
@@ -93,15 +93,15 @@ def _python_tables(columns: dict[str, list]) -> tuple[list[tuple], list[tuple]]:
     for kind, account, amount, organization, project, workspace, provider_id in zip(
             columns["kind"], columns["account"], columns["amount_ucr"], columns["organization"],
             columns["project"], columns["workspace"], columns["provider_id"]):
-        if kind != SETTLEMENT:
+        if kind not in SETTLEMENT_KINDS:
             continue
         if account.startswith(CUSTOMER_PREFIX):
-            group = statement.setdefault((organization, project, workspace), [0, 0])
-            group[0] += 1
-            group[1] -= amount
+            group = statement.setdefault((organization, project, workspace), [0, 0, 0])
+            group[0 if kind == SETTLEMENT else 1] += 1
+            group[2] -= amount
         elif account.startswith(PROVIDER_PREFIX):
             group = payouts.setdefault(provider_id, [0, 0])
-            group[0] += 1
+            group[0] += kind == SETTLEMENT
             group[1] += amount
-    return ([(*key, workloads, total) for key, (workloads, total) in sorted(statement.items())],
+    return ([(*key, *values) for key, values in sorted(statement.items())],
             [(key, workloads, total) for key, (workloads, total) in sorted(payouts.items())])

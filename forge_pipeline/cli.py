@@ -145,10 +145,9 @@ def cycle_argument(text: str) -> str:
     """A billing cycle given as a date; refused (exit 2) when it is not one."""
     import datetime as dt
 
-    from forge_pipeline.orchestration.billing_assets import CADENCE
     from forge_pipeline.settle.settlement import cycle_of
     try:
-        return cycle_of(dt.date.fromisoformat(text), CADENCE).key
+        return cycle_of(dt.date.fromisoformat(text)).key
     except ValueError:
         raise RequestInvalid([Problem("cycle", f"must be a date YYYY-MM-DD, got {text!r}")]) from None
 

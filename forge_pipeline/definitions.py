@@ -31,14 +31,16 @@ def resources() -> dict:
 
 
 def executor():
-    """FORGE_EXECUTOR: multiprocess (default) or in_process on one machine; celery for a pool of
-    Celery workers, one queue per hardware class (forge_pipeline.deploy.settings, docs/deployment.md)."""
+    """FORGE_EXECUTOR: multiprocess (default) or in_process on one machine; celery (Celery workers,
+    one queue per hardware class) or celery_k8s (Kubernetes Jobs queued through Celery) beyond it
+    (forge_pipeline.deploy.settings, docs/deployment.md)."""
     name = os.environ.get("FORGE_EXECUTOR", "multiprocess")
-    if name == "celery":
-        from forge_pipeline.deploy.settings import celery_executor
-        return celery_executor()
+    if name in ("celery", "celery_k8s"):
+        from forge_pipeline.deploy.settings import CLUSTER_EXECUTORS
+        return CLUSTER_EXECUTORS[name]()
     if name not in EXECUTORS:
-        raise ValueError(f"FORGE_EXECUTOR must be one of {', '.join([*EXECUTORS, 'celery'])}, got {name!r}")
+        raise ValueError(f"FORGE_EXECUTOR must be one of {', '.join([*EXECUTORS, 'celery', 'celery_k8s'])}, "
+                         f"got {name!r}")
     return EXECUTORS[name]
 
 

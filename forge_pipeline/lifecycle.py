@@ -1,15 +1,19 @@
 """The lifecycle, stage by stage, as plain functions: what each Dagster asset calls.
 
 Each function moves the workload through the state machine and appends what it did.
+The first stage claims the workload for one run, so two runs never execute it twice.
 A user-caused or capacity-caused failure (invalid request, no capable Agent, shards
-exhausted) moves the workload to `Failed` with its reason and raises `WorkloadFailed`;
-nothing billable is written for it.
+exhausted, over budget) moves the workload to `Failed` with its reason and raises
+`WorkloadFailed`; an unexpected error also moves it to `Failed` ("internal error") and
+is re-raised with its traceback, so no workload is left stranded mid-lifecycle. Nothing
+billable is written for a failed workload.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import uuid
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -18,7 +22,6 @@ from forge_pipeline.aggregate.evidence import aggregate, build_manifest, write_b
 from forge_pipeline.assign.assignment import NoCapableAgent, assign_shards, retry_agent
 from forge_pipeline.assign.pool import Pool
 from forge_pipeline.assign.reliability import Reliability, reliability_of
-from forge_pipeline.execute.backend import BackendUnavailable
 from forge_pipeline.execute.primitives import get_primitive
 from forge_pipeline.execute.runner import ShardsExhausted, retry_failed, run_batch
 from forge_pipeline.intake.problems import RequestInvalid
@@ -27,12 +30,12 @@ from forge_pipeline.plan.planning import build_plan
 from forge_pipeline.settle.pricing import BudgetExceeded
 from forge_pipeline.settle.rate_card import Unpriced
 from forge_pipeline.settle.settlement import check_budget, post_workload_record, price_finalized
-from forge_pipeline.states import State
+from forge_pipeline.states import IllegalTransition, State
 from forge_pipeline.storage import records
 from forge_pipeline.storage.database import utc_now
 from forge_pipeline.verify.verification import verify_shards
 
-WORKLOAD_FAULTS = (RequestInvalid, NoCapableAgent, ShardsExhausted, BackendUnavailable, BudgetExceeded, Unpriced)
+WORKLOAD_FAULTS = (RequestInvalid, NoCapableAgent, ShardsExhausted, BudgetExceeded, Unpriced)
 
 
 class WorkloadFailed(RuntimeError):
@@ -47,14 +50,22 @@ def failing_on_fault(engine: Engine, workload_id: str, stage: str):
         reason = f"{stage}: {error}"
         records.transition(engine, workload_id, State.FAILED, reason)
         raise WorkloadFailed(reason) from error
+    except (WorkloadFailed, records.AlreadyClaimed):
+        raise
+    except Exception as error:
+        with contextlib.suppress(IllegalTransition):  # a Finalized or Disputed workload stays as it is
+            records.transition(engine, workload_id, State.FAILED, f"internal error in {stage}: {error!r}")
+        raise
 
 
-def admitted_request(engine: Engine, workload_id: str) -> dict:
-    """The stored request, re-validated (a request stored by an older version must still be valid)."""
+def admitted_request(engine: Engine, workload_id: str, claimant: str) -> dict:
+    """Claim the workload for this run, then re-validate its stored request (a request
+    stored by an older version must still be valid)."""
+    try:
+        records.claim(engine, workload_id, claimant)
+    except records.AlreadyClaimed as error:
+        raise WorkloadFailed(str(error)) from error
     workload = records.load_workload(engine, workload_id)
-    if workload["state"] != State.PENDING.value:
-        raise WorkloadFailed(f"{workload_id} is {workload['state']}, not Pending: its lifecycle already ran "
-                             "(use `forge-pool replay` to reproduce it)")
     with failing_on_fault(engine, workload_id, "intake"):
         request = validate_request(workload["request"]).document
     return {"workload_id": workload_id, "request": request, "seed": workload["seed"]}
@@ -67,7 +78,6 @@ def plan_workload(engine: Engine, admitted: dict, pool: Pool, gpu_visible: bool)
         check_budget(admitted["request"], plan)
         reliability = reliability_of(engine, [agent.agent_id for agent in pool.agents])
         assignment = assign_shards(plan, pool, gpu_visible, reliability, admitted["request"]["tags"].get("region"))
-    records.transition(engine, workload_id, State.PLANNED, f"{len(plan['shards'])} shards, plan {plan['plan_digest'][:12]}")
     return {**admitted, "plan": plan, **assignment, "gpu_visible": gpu_visible,
             "reliability": {agent_id: dataclasses.asdict(record) for agent_id, record in reliability.items()}}
 
@@ -98,7 +108,8 @@ def collect_attempts(engine: Engine, planned: dict, pool: Pool, batch_attempts: 
     reliability = reliability_snapshot(planned)
 
     def pick_agent(tried_agents: set[str], providers_with_result: set[str]):
-        return retry_agent(pool, plan, planned["gpu_visible"], reliability, tried_agents, providers_with_result)
+        return retry_agent(pool, plan, planned["gpu_visible"], reliability, tried_agents, providers_with_result,
+                           distinct_providers=plan["verification"]["replicas"] > 1)
 
     with failing_on_fault(engine, workload_id, "execution"):
         retries = retry_failed(plan, planned["request"]["arguments"], attempts, pick_agent)
@@ -109,9 +120,12 @@ def collect_attempts(engine: Engine, planned: dict, pool: Pool, batch_attempts: 
 def verify_workload(engine: Engine, planned: dict, attempts: list[dict]) -> dict:
     workload_id = planned["workload_id"]
     records.transition(engine, workload_id, State.VERIFYING, f"mode {planned['plan']['verification']['mode']}")
-    report = verify_shards(planned["plan"], planned["request"]["arguments"], attempts, reliability_snapshot(planned))
-    hub_attempts = records.record_attempts(engine, workload_id, report["hub_attempts"])
-    records.set_verdicts(engine, workload_id, [(v["shard_index"], v["attempt"], v["verdict"]) for v in report["verdicts"]])
+    with failing_on_fault(engine, workload_id, "verification"):
+        report = verify_shards(planned["plan"], planned["request"]["arguments"], attempts,
+                               reliability_snapshot(planned))
+        hub_attempts = records.record_attempts(engine, workload_id, report["hub_attempts"])
+        records.set_verdicts(engine, workload_id,
+                             [(v["shard_index"], v["attempt"], v["verdict"]) for v in report["verdicts"]])
     return {**report, "hub_attempts": hub_attempts, "attempts": attempts + hub_attempts}
 
 
@@ -119,12 +133,13 @@ def aggregate_workload(engine: Engine, planned: dict, report: dict, artifacts_ro
     workload_id = planned["workload_id"]
     records.transition(engine, workload_id, State.AGGREGATING, f"{len(report['accepted'])} shards accepted")
     plan, arguments = planned["plan"], planned["request"]["arguments"]
-    output, output_digest, root = aggregate(plan, arguments, report)
-    directory = artifacts_root / "evidence" / workload_id
-    artifacts = get_primitive(plan["primitive"]).write_artifacts(arguments, plan["seed"], directory, output)
-    manifest = build_manifest(workload_id, planned["request"], plan, report, report["attempts"], output_digest, root,
-                              artifacts)
-    evidence_digest = write_bundle(directory, manifest, output)
+    with failing_on_fault(engine, workload_id, "aggregation"):
+        output, output_digest, root = aggregate(plan, arguments, report)
+        directory = artifacts_root / "evidence" / workload_id
+        artifacts = get_primitive(plan["primitive"]).write_artifacts(arguments, plan["seed"], directory, output)
+        manifest = build_manifest(workload_id, planned["request"], plan, report, report["attempts"], output_digest,
+                                  root, artifacts)
+        evidence_digest = write_bundle(directory, manifest, output)
     return {"workload_id": workload_id, "output": output, "output_digest": output_digest, "merkle_root": root,
             "evidence_digest": evidence_digest, "evidence_path": str(directory), "backends": manifest["backends"],
             "kernel_digest": manifest["kernel_digest"]}
@@ -134,8 +149,15 @@ def finalize_workload(engine: Engine, planned: dict, report: dict, evidence: dic
     """Price the verified work, write the usage record (work units, attribution, replay
     references, charge) and its ledger record, and finalize. Each write is idempotent, so
     a step re-executed after a crash completes without posting twice."""
+    with failing_on_fault(engine, planned["workload_id"], "finalization"):
+        return _finalize(engine, planned, report, evidence)
+
+
+def _finalize(engine: Engine, planned: dict, report: dict, evidence: dict) -> dict:
     request, plan = planned["request"], planned["plan"]
-    charge = price_finalized(request, plan, report, evidence["output"])
+    nonbillable_units = sum(verdict["work_units"] for verdict in report["verdicts"]
+                            if verdict["verdict"] in ("failed", "rejected"))
+    charge = price_finalized(request, plan, nonbillable_units, evidence["output"])
     record = {
         "workload_id": planned["workload_id"],
         **{key: request[key] for key in ("request_id", "organization", "project", "workspace", "adapter",
@@ -157,14 +179,16 @@ def finalize_workload(engine: Engine, planned: dict, report: dict, evidence: dic
     }
     records.write_usage_record(engine, record)
     post_workload_record(engine, records.usage_record_of(engine, planned["workload_id"]))
-    records.transition(engine, planned["workload_id"], State.FINALIZED, f"output {evidence['output_digest'][:12]}")
+    records.transition(engine, planned["workload_id"], State.FINALIZED, f"output {evidence['output_digest'][:12]}",
+                       expected=(State.AGGREGATING,))  # never resolves a dispute by re-materializing
     return records.usage_record_of(engine, planned["workload_id"])
 
 
 def run_lifecycle_inline(engine: Engine, workload_id: str, pool: Pool, gpu_visible: bool, artifacts_root: Path) -> dict:
     """The whole lifecycle in this process without Dagster, stage by stage as the assets run it:
     for callers that need many finalized workloads quickly (the money and fault tests)."""
-    planned = plan_workload(engine, admitted_request(engine, workload_id), pool, gpu_visible)
+    planned = plan_workload(engine, admitted_request(engine, workload_id, f"inline-{uuid.uuid4().hex[:12]}"), pool,
+                            gpu_visible)
     start_execution(engine, planned)
     batches = [execute_batch(planned, pool, agent_id) for agent_id in planned["batches"]]
     attempts = collect_attempts(engine, planned, pool, batches)

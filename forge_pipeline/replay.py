@@ -17,16 +17,14 @@ from sqlalchemy import Engine
 
 from forge_pipeline.aggregate.evidence import merkle_root
 from forge_pipeline.assign.pool import Agent
-from forge_pipeline.canonical import canonical_json, digest
-from forge_pipeline.execute.backend import cuda_device_visible
+from forge_pipeline.canonical import digest
+from forge_pipeline.execute.backend import select_backend
 from forge_pipeline.execute.primitives import get_primitive
-from forge_pipeline.execute.runner import execute_attempt
+from forge_pipeline.execute.runner import hub_execute
 from forge_pipeline.intake.request import validate_request
 from forge_pipeline.ledger.ledger import entries
 from forge_pipeline.plan.planning import build_plan
-from forge_pipeline.settle.pricing import apply_budget_cap, price_workload
-from forge_pipeline.settle.rate_card import load_rate_card
-from forge_pipeline.settle.split import settle_workload
+from forge_pipeline.settle.settlement import Cycle, price_finalized, settlement_transaction
 from forge_pipeline.storage import records
 
 
@@ -55,16 +53,16 @@ def replay_workload(engine: Engine, workload_id: str) -> dict:
     started = time.perf_counter()
     plan = build_plan(request, int(references["seed"]))
     compare("plan_digest", references["plan_digest"], plan["plan_digest"])
-    replayer = Agent("replay", "platform", "gpu" if cuda_device_visible() else "cpu", (), "hub", 1)
-    shards = [execute_attempt(plan, request["arguments"], shard["index"], replayer) for shard in plan["shards"]]
+    replayer = Agent("replay", "platform", "gpu" if select_backend().name == "cupy" else "cpu", (), "hub", 1)
+    shards = [hub_execute(plan, request["arguments"], shard["index"], replayer) for shard in plan["shards"]]
     output = get_primitive(plan["primitive"]).merge(request["arguments"], [shard["result"] for shard in shards])
     output_digest, root = digest(output), merkle_root([shard["digest"] for shard in shards])
     compare("output_digest", references["output_digest"], output_digest)
     compare("merkle_root", references["merkle_root"], root)
-    charge = apply_budget_cap(price_workload(
-        load_rate_card(references["rate_card_version"]), plan["primitive"], request["profile"],
-        plan["verification"]["mode"], plan["work_units"], len(plan["shards"]), len(canonical_json(output)),
-        references["charge"]["nonbillable_units"]), request["policy"]["max_credits_ucr"])
+    # Which attempts failed is a fact of the original run, not something re-execution can
+    # reproduce: the recorded non-billable units are taken as given; everything else is recomputed.
+    charge = price_finalized(request, plan, references["charge"]["nonbillable_units"], output,
+                             references["rate_card_version"])
     compare("charge", references["charge"], charge.to_json())
     _compare_settlement(engine, workload_id, references, charge.charge_ucr, compare)
     _compare_stored(engine, workload_id, references, compare)
@@ -74,16 +72,13 @@ def replay_workload(engine: Engine, workload_id: str) -> dict:
 
 
 def _compare_settlement(engine: Engine, workload_id: str, references: dict, charge_ucr: int, compare) -> None:
-    """When settled, the posted amounts must be the split of the reproduced charge."""
+    """When settled, the posted amounts must be the settlement of the reproduced charge."""
     posted = entries(engine, transaction_id=f"settle:{workload_id}")
     if not posted:
         return
-    split = settle_workload(charge_ucr, load_rate_card(references["rate_card_version"]).provider_share_bps,
-                            references["verified_work_units_by_provider"])
-    expected = {f"provider:{provider}": amount for provider, amount in split["payouts_ucr"].items() if amount}
-    customer = f"customer:{references['organization']}/{references['project']}/{references['workspace']}"
-    expected.update({customer: -split["charge_ucr"], "platform:revenue": split["platform_fee_ucr"]})
-    compare("settlement amounts", {row["account"]: row["amount_ucr"] for row in posted}, expected)
+    expected = settlement_transaction({**references, "charge_ucr": charge_ucr}, Cycle(posted[0]["cycle"], "", ""))
+    compare("settlement amounts", {row["account"]: row["amount_ucr"] for row in posted},
+            {entry["account"]: entry["amount_ucr"] for entry in expected.entries})
 
 
 def _compare_stored(engine: Engine, workload_id: str, references: dict, compare) -> None:

@@ -75,10 +75,11 @@ def assign_shards(plan: dict, pool: Pool, gpu_visible: bool, reliability: dict[s
 
 
 def retry_agent(pool: Pool, plan: dict, gpu_visible: bool, reliability: dict[str, Reliability],
-                excluded_agents: set[str], excluded_providers: set[str]) -> Agent | None:
-    """The first healthy capable Agent not yet tried for this shard, preferring a provider not yet
-    used for it (multi_node replicas must come from distinct providers); None when none is left."""
+                excluded_agents: set[str], excluded_providers: set[str], distinct_providers: bool) -> Agent | None:
+    """The first healthy capable Agent not yet tried for this shard; with `distinct_providers`
+    (multi_node replicas) only from a provider that has no result for it yet, since two
+    replicas of one provider are one vote. None when no such Agent is left."""
     candidates = [agent for agent in capable_agents(pool, plan["primitive"], plan["execution_class"], gpu_visible)
-                  if agent.agent_id not in excluded_agents and not reliability[agent.agent_id].quarantined]
-    fresh = [agent for agent in candidates if agent.provider_id not in excluded_providers]
-    return (fresh or candidates or [None])[0]
+                  if agent.agent_id not in excluded_agents and not reliability[agent.agent_id].quarantined
+                  and not (distinct_providers and agent.provider_id in excluded_providers)]
+    return candidates[0] if candidates else None

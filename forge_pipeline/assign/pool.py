@@ -24,6 +24,9 @@ HARDWARE = ("gpu", "cpu")
 FAULT_KINDS = ("crash", "timeout", "corrupt", "lazy", "slow")
 FAMILIES = tuple(sorted({primitive.family for primitive in PRIMITIVES.values()}))
 MAX_CAPACITY = 64
+# The platform's own parties: a provider or Agent of these names would be paid, or judged, as the hub.
+RESERVED_PROVIDERS = frozenset({"platform"})
+RESERVED_AGENTS = frozenset({"hub", "replay"})
 
 
 @dataclass(frozen=True)
@@ -91,11 +94,14 @@ def parse_pool(document: object, source: str = "(pool)") -> Pool:
     provider_ids: list[str] = []
     providers = problems.list(root.get("providers"), "providers", 1, 1000) if root and "providers" in root else None
     seen_agents: set[str] = set()
+    step_keys: dict[str, str] = {}
     for index, provider in enumerate(providers or []):
         path = join("providers", index)
         if problems.mapping(provider, path, {"id", "agents"}, set()) is None:
             continue
         provider_id = _identifier(provider.get("id"), join(path, "id"), problems)
+        if provider_id in RESERVED_PROVIDERS:
+            problems.add(join(path, "id"), f"{provider_id!r} is reserved for the platform")
         if provider_id in provider_ids:
             problems.add(join(path, "id"), f"duplicate provider id {provider_id!r}")
         provider_ids.append(provider_id)
@@ -103,9 +109,16 @@ def parse_pool(document: object, source: str = "(pool)") -> Pool:
             parsed = _agent(agent, join(join(path, "agents"), agent_index), provider_id, problems)
             if parsed is None:
                 continue
+            agent_path = join(join(path, "agents"), agent_index) + ".id"
             if parsed.agent_id in seen_agents:
-                problems.add(join(join(path, "agents"), agent_index) + ".id", f"duplicate agent id {parsed.agent_id!r}")
+                problems.add(agent_path, f"duplicate agent id {parsed.agent_id!r}")
+            elif parsed.agent_id in RESERVED_AGENTS:
+                problems.add(agent_path, f"{parsed.agent_id!r} is reserved for the platform")
+            elif parsed.step_key in step_keys:
+                problems.add(agent_path, f"{parsed.agent_id!r} and {step_keys[parsed.step_key]!r} differ only in "
+                                         "'-', '.' or '_', which Dagster step keys cannot tell apart")
             seen_agents.add(parsed.agent_id)
+            step_keys.setdefault(parsed.step_key, parsed.agent_id)
             agents.append(parsed)
     if problems.found:
         raise RequestInvalid([Problem(f"{source}: {problem.path}", problem.message) for problem in problems.found])

@@ -52,30 +52,33 @@ def execute_attempt(plan: dict, arguments: dict, shard_index: int, agent: Agent,
     primitive = get_primitive(plan["primitive"])
     shard = plan["shards"][shard_index]
     seed = plan["seed"]
-    backend = backend_for(agent)
     strikes = fault_strikes(agent, seed, shard_index, attempt_key)
     kind = agent.fault.kind if strikes else None
     started = time.perf_counter()
-    status, result, detail = "completed", None, ""
-    if kind == "crash":
-        status, detail = "crashed", "the Agent's shard process raised"
-    elif kind == "timeout":
-        status, detail = "timed_out", "no result before the shard deadline"
-    elif kind == "lazy":
-        result, detail = primitive.plausible_result(arguments, shard["start"], shard["stop"]), "fault: lazy"
-    else:
-        if kind == "slow":
-            time.sleep(SLOW_DELAY_S)
-        result = primitive.execute_shard(arguments, seed, shard["start"], shard["stop"], backend)
-        if kind == "corrupt":
-            result, detail = flip_low_bit(result), "fault: corrupt"
+    status, result, detail, backend = "completed", None, "", None
+    try:
+        backend = backend_for(agent)
+        if kind == "crash":
+            status, detail = "crashed", "the Agent's shard process raised"
+        elif kind == "timeout":
+            status, detail = "timed_out", "no result before the shard deadline"
+        elif kind == "lazy":
+            result, detail = primitive.plausible_result(arguments, shard["start"], shard["stop"]), "fault: lazy"
+        else:
+            if kind == "slow":
+                time.sleep(SLOW_DELAY_S)
+            result = primitive.execute_shard(arguments, seed, shard["start"], shard["stop"], backend)
+            if kind == "corrupt":
+                result, detail = flip_low_bit(result), "fault: corrupt"
+    except Exception as error:  # whatever breaks on an Agent is a failed attempt, retried elsewhere
+        status, result, detail = "crashed", None, f"{type(error).__name__}: {error}"
     wall_ms = round((time.perf_counter() - started) * 1000)
     return {
         "shard_index": shard_index,
         "agent_id": agent.agent_id,
         "provider_id": agent.provider_id,
-        "backend": backend.name,
-        "device": backend.device,
+        "backend": backend.name if backend else "none",
+        "device": backend.device if backend else "none",
         "status": status,
         "digest": None if result is None else digest(result),
         "work_units": shard["work_units"],
@@ -84,6 +87,18 @@ def execute_attempt(plan: dict, arguments: dict, shard_index: int, agent: Agent,
         "role": role,
         "result": result,
     }
+
+
+class HubFailed(RuntimeError):
+    """The platform's own execution failed: a platform fault, never an Agent's."""
+
+
+def hub_execute(plan: dict, arguments: dict, shard_index: int, agent: Agent = HUB) -> dict:
+    """Execute a shard on the hub (verification replay, recomputation, replay); raises when it fails."""
+    attempt = execute_attempt(plan, arguments, shard_index, agent)
+    if attempt["status"] != "completed":
+        raise HubFailed(f"shard {shard_index} failed on {agent.agent_id}: {attempt['detail']}")
+    return attempt
 
 
 def run_batch(plan: dict, arguments: dict, agent: Agent, shard_indices: list[int],

@@ -7,7 +7,6 @@ the cycle. Blocking checks on the postings stop the statements when the ledger i
 """
 
 import datetime as dt
-import os
 
 import polars as pl
 from dagster import (AllPartitionMapping, AssetCheckResult, AssetCheckSpec, AssetDep, AssetExecutionContext,
@@ -22,9 +21,7 @@ from forge_pipeline.settle import settlement, tables
 from forge_pipeline.settle.audit import settled_workloads_not_finalized, unbalanced_transactions
 
 BILLING_START = "2026-01-01"
-CADENCE = os.environ.get("FORGE_BILLING_CYCLE", "daily")
-if CADENCE not in settlement.CADENCES:
-    raise ValueError(f"FORGE_BILLING_CYCLE must be one of {', '.join(settlement.CADENCES)}, got {CADENCE!r}")
+CADENCE = settlement.billing_cadence()
 # end_offset=1 includes the open cycle, so an operator (or the demo) can settle what has
 # finalized so far; the schedule settles each cycle once it has closed.
 billing_cycles = (DailyPartitionsDefinition(start_date=BILLING_START, end_offset=1) if CADENCE == "daily"
@@ -38,7 +35,7 @@ CHECKS = [
     AssetCheckSpec("settlement_postings_reconciled", asset="settlement_postings", blocking=True,
                    description="charges = provider payouts + platform fees for the cycle"),
     AssetCheckSpec("settlement_postings_only_finalized", asset="settlement_postings", blocking=True,
-                   description="no workload that is not Finalized (failed, disputed, unverified) is billed"),
+                   description="no workload that was not Finalized when settled (failed, disputed, unverified) is billed"),
 ]
 
 

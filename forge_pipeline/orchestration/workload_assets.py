@@ -36,9 +36,11 @@ def reported_as_failure():
 
 @asset(partitions_def=workload_partitions, group_name="intake", kinds={"python"})
 def workload_request(context: AssetExecutionContext, database: ForgeDatabaseResource) -> dict:
-    """The admitted request, re-validated, with the seed the hub recorded."""
+    """The admitted request, claimed for this run (a re-execution of the same run may continue),
+    re-validated, with the seed the hub recorded."""
     with reported_as_failure():
-        admitted = lifecycle.admitted_request(database.engine(), context.partition_key)
+        admitted = lifecycle.admitted_request(database.engine(), context.partition_key,
+                                              context.run.root_run_id or context.run.run_id)
     request = admitted["request"]
     context.add_output_metadata({
         "primitive": request["primitive"], "organization": request["organization"],

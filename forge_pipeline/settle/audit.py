@@ -3,7 +3,7 @@
 from sqlalchemy import Engine, func, select
 
 from forge_pipeline.states import State
-from forge_pipeline.storage.database import ledger_entries, workloads
+from forge_pipeline.storage.database import ledger_entries, workload_events
 
 
 def unbalanced_transactions(engine: Engine) -> list[str]:
@@ -13,15 +13,17 @@ def unbalanced_transactions(engine: Engine) -> list[str]:
         return list(connection.execute(query).scalars())
 
 
-def settled_workloads_not_finalized(engine: Engine, cycle_key: str) -> dict[str, str]:
-    """{workload_id: state} for workloads billed in the cycle whose state is not Finalized,
-    net of corrections (a refunded dispute has its settlement reversed)."""
-    billed = (select(ledger_entries.c.workload_id)
-              .where(ledger_entries.c.cycle == cycle_key, ledger_entries.c.account.like("customer:%"))
-              .group_by(ledger_entries.c.workload_id).having(func.sum(ledger_entries.c.amount_ucr) != 0)
-              .subquery())
-    query = (select(workloads.c.workload_id, workloads.c.state)
-             .join(billed, billed.c.workload_id == workloads.c.workload_id)
-             .where(workloads.c.state != State.FINALIZED.value))
+def settled_workloads_not_finalized(engine: Engine, cycle_key: str) -> dict[str, str | None]:
+    """{workload_id: state} for workloads billed in the cycle that were not Finalized when their
+    settlement was posted (their state then is the latest event at or before the posting). A
+    dispute filed after settlement is legitimate and is not reported."""
+    state_when_posted = (select(workload_events.c.to_state)
+                         .where(workload_events.c.workload_id == ledger_entries.c.workload_id,
+                                workload_events.c.at <= ledger_entries.c.recorded_at)
+                         .order_by(workload_events.c.event_id.desc()).limit(1).scalar_subquery())
+    query = select(ledger_entries.c.workload_id, state_when_posted).where(
+        ledger_entries.c.cycle == cycle_key, ledger_entries.c.kind == "settlement",
+        ledger_entries.c.account.like("customer:%"))
     with engine.connect() as connection:
-        return {row.workload_id: row.state for row in connection.execute(query)}
+        return {workload_id: state for workload_id, state in connection.execute(query)
+                if state != State.FINALIZED.value}

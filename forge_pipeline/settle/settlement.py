@@ -17,23 +17,31 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from dataclasses import dataclass
 
 import polars as pl
 from sqlalchemy import Engine, exists, literal, select
 
 from forge_pipeline.canonical import canonical_json
-from forge_pipeline.ledger.ledger import (Transaction, post_correction, post_transaction, post_transactions,
-                                          transaction_posted)
+from forge_pipeline.ledger.ledger import Transaction, entries, post_transaction, post_transactions
 from forge_pipeline.settle.pricing import Charge, apply_budget_cap, estimate_charge, price_workload
 from forge_pipeline.settle.rate_card import load_rate_card
 from forge_pipeline.settle.split import settle_workload
-from forge_pipeline.settle.tables import ENTRY_SCHEMA
+from forge_pipeline.settle.tables import ENTRY_SCHEMA, SETTLEMENT_KINDS
 from forge_pipeline.states import State
 from forge_pipeline.storage.database import ledger_entries, usage_records, workloads
-from forge_pipeline.storage.records import transition
+from forge_pipeline.storage.records import load_workload, transition
 
 CADENCES = ("daily", "monthly")
+
+
+def billing_cadence() -> str:
+    """FORGE_BILLING_CYCLE: daily (the default) or monthly; a configuration change, not a code edit."""
+    cadence = os.environ.get("FORGE_BILLING_CYCLE", "daily")
+    if cadence not in CADENCES:
+        raise ValueError(f"FORGE_BILLING_CYCLE must be one of {', '.join(CADENCES)}, got {cadence!r}")
+    return cadence
 SETTLEMENT_BATCH = 2_000  # workloads per ledger write: bounded memory, one lock per batch
 
 
@@ -44,7 +52,8 @@ class Cycle:
     end: str  # UTC ISO text, exclusive
 
 
-def cycle_of(day: dt.date, cadence: str = "daily") -> Cycle:
+def cycle_of(day: dt.date, cadence: str | None = None) -> Cycle:
+    cadence = cadence or billing_cadence()
     if cadence not in CADENCES:
         raise ValueError(f"billing cadence must be one of {', '.join(CADENCES)}, got {cadence!r}")
     first = day if cadence == "daily" else day.replace(day=1)
@@ -59,12 +68,13 @@ def check_budget(document: dict, plan: dict) -> None:
     apply_budget_cap(estimate, document["policy"]["max_credits_ucr"])
 
 
-def price_finalized(document: dict, plan: dict, report: dict, output: dict) -> Charge:
-    """The charge for the verified work; failed and rejected attempts are priced as non-billable only."""
-    nonbillable_units = sum(verdict["work_units"] for verdict in report["verdicts"]
-                            if verdict["verdict"] in ("failed", "rejected"))
-    charge = price_workload(load_rate_card(), plan["primitive"], document["profile"], plan["verification"]["mode"],
-                            plan["work_units"], len(plan["shards"]), len(canonical_json(output)), nonbillable_units)
+def price_finalized(document: dict, plan: dict, nonbillable_units: int, output: dict,
+                    rate_card_version: str | None = None) -> Charge:
+    """The charge for the verified work (with the current rate card, or the recorded one on
+    replay); failed and rejected attempts' units are priced as non-billable only."""
+    charge = price_workload(load_rate_card(rate_card_version), plan["primitive"], document["profile"],
+                            plan["verification"]["mode"], plan["work_units"], len(plan["shards"]),
+                            len(canonical_json(output)), nonbillable_units)
     return apply_budget_cap(charge, document["policy"]["max_credits_ucr"])
 
 
@@ -126,21 +136,35 @@ def dispute(engine: Engine, workload_id: str, reason: str) -> None:
 
 def resolve(engine: Engine, workload_id: str, reason: str, refund: bool) -> bool:
     """End a dispute (Disputed -> Finalized). With `refund`, an already-settled workload's
-    settlement is reversed by a compensating transaction; returns whether one was posted.
-    An unsettled workload resolved without refund is settled in the cycle of the resolution."""
-    if refund and not transaction_posted(engine, f"settle:{workload_id}"):
+    settlement is negated by a `refund:<id>` transaction in the cycle of the resolution, so
+    that cycle's statements and payouts show it; returns whether one was posted. An
+    unsettled workload resolved without refund is settled in the cycle of the resolution."""
+    state = load_workload(engine, workload_id)["state"]
+    if state != State.DISPUTED.value:
+        raise ValueError(f"{workload_id} is {state}, not Disputed: there is no dispute to resolve")
+    settled = entries(engine, transaction_id=f"settle:{workload_id}")
+    if refund and not settled:
         raise ValueError(f"{workload_id} was never settled: there is nothing to refund; leave it Disputed "
                          "to keep it out of settlement, or resolve it without --refund to bill it")
-    posted = post_correction(engine, f"settle:{workload_id}", f"dispute refunded: {reason}") if refund else False
-    transition(engine, workload_id, State.FINALIZED, f"dispute resolved{' with refund' if refund else ''}: {reason}")
+    posted = False
+    if refund:
+        cycle = cycle_of(dt.datetime.now(dt.timezone.utc).date()).key
+        memo = {"refunds": f"settle:{workload_id}", "reason": reason}
+        reversal = [{"account": row["account"], "amount_ucr": -row["amount_ucr"], "cycle": cycle, "memo": memo,
+                     **{name: row[name] for name in ("workload_id", "organization", "project", "workspace",
+                                                     "provider_id")}} for row in settled]
+        posted = post_transaction(engine, f"refund:{workload_id}", "refund", reversal)
+    transition(engine, workload_id, State.FINALIZED, f"dispute resolved{' with refund' if refund else ''}: {reason}",
+               expected=(State.DISPUTED,))
     return posted
 
 
 def cycle_entries(engine: Engine, cycle_key: str, organization: str | None = None) -> pl.LazyFrame:
-    """The cycle's settlement entries as a lazy frame typed by ENTRY_SCHEMA, read by Polars
+    """The cycle's settlement and refund entries as a lazy frame typed by ENTRY_SCHEMA, read by Polars
     straight from the database cursor (no per-row Python objects)."""
     query = select(*(ledger_entries.c[name] for name in ENTRY_SCHEMA)).where(
-        ledger_entries.c.cycle == cycle_key, ledger_entries.c.kind == "settlement").order_by(ledger_entries.c.sequence)
+        ledger_entries.c.cycle == cycle_key, ledger_entries.c.kind.in_(SETTLEMENT_KINDS)).order_by(
+        ledger_entries.c.sequence)
     if organization is not None:
         query = query.where(ledger_entries.c.organization == organization)
     with engine.connect() as connection:
@@ -149,8 +173,8 @@ def cycle_entries(engine: Engine, cycle_key: str, organization: str | None = Non
 
 
 def statement_lines(entries_frame: pl.LazyFrame) -> pl.LazyFrame:
-    """One line per settled workload of a customer: what an organization's export holds."""
+    """One line per settled (or refunded) workload of a customer: what an organization's export holds."""
     return (entries_frame.filter(pl.col("account").str.starts_with("customer:"))
-            .select("cycle", "organization", "project", "workspace", "workload_id", "transaction_id", "sequence",
+            .select("cycle", "organization", "project", "workspace", "workload_id", "kind", "transaction_id", "sequence",
                     (-pl.col("amount_ucr")).alias("charge_ucr"))
             .sort("sequence"))

@@ -23,6 +23,8 @@ ENTRY_SCHEMA = {
     "project": pl.String, "workspace": pl.String, "provider_id": pl.String, "recorded_at": pl.String,
 }
 SETTLEMENT = "settlement"
+REFUND = "refund"  # a dispute refunded after settlement: the settlement negated, in the cycle of the resolution
+SETTLEMENT_KINDS = (SETTLEMENT, REFUND)
 CUSTOMER_PREFIX = "customer:"
 PROVIDER_PREFIX = "provider:"
 PLATFORM_REVENUE = "platform:revenue"
@@ -30,20 +32,21 @@ ATTRIBUTION = ["organization", "project", "workspace"]
 
 
 def credit_statement(entries: pl.LazyFrame) -> pl.LazyFrame:
-    """Per organization, project, workspace: settled workloads and charge_ucr (positive)."""
+    """Per organization, project, workspace: settled workloads, refunds, and charge_ucr net of refunds."""
     customer = _settlement_entries(entries).filter(pl.col("account").str.starts_with(CUSTOMER_PREFIX))
     statement = (customer.group_by(ATTRIBUTION)
-                 .agg(pl.len().cast(pl.Int64).alias("workloads"),
+                 .agg((pl.col("kind") == SETTLEMENT).sum().cast(pl.Int64).alias("workloads"),
+                      (pl.col("kind") == REFUND).sum().cast(pl.Int64).alias("refunds"),
                       (-pl.col("amount_ucr")).sum().alias("charge_ucr"))
                  .sort(ATTRIBUTION))
-    return _require_int64(statement, ["workloads", "charge_ucr"])
+    return _require_int64(statement, ["workloads", "refunds", "charge_ucr"])
 
 
 def provider_payouts(entries: pl.LazyFrame) -> pl.LazyFrame:
-    """Per provider: workloads it was paid for and payout_ucr."""
+    """Per provider: workloads it was paid for and payout_ucr net of refunds."""
     provider = _settlement_entries(entries).filter(pl.col("account").str.starts_with(PROVIDER_PREFIX))
     payouts = (provider.group_by("provider_id")
-               .agg(pl.len().cast(pl.Int64).alias("workloads"),
+               .agg((pl.col("kind") == SETTLEMENT).sum().cast(pl.Int64).alias("workloads"),
                     pl.col("amount_ucr").sum().alias("payout_ucr"))
                .sort("provider_id"))
     return _require_int64(payouts, ["workloads", "payout_ucr"])
@@ -66,7 +69,7 @@ def _settlement_entries(entries: pl.LazyFrame) -> pl.LazyFrame:
     wrong = {name: schema.get(name) for name, dtype in ENTRY_SCHEMA.items() if schema.get(name) != dtype}
     if wrong:
         raise TypeError(f"ledger entries need columns {ENTRY_SCHEMA}; missing or mistyped: {wrong}")
-    return entries.filter(pl.col("kind") == SETTLEMENT)
+    return entries.filter(pl.col("kind").is_in(SETTLEMENT_KINDS))
 
 
 def _require_int64(frame: pl.LazyFrame, columns: list[str]) -> pl.LazyFrame:

@@ -149,6 +149,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 # PostgreSQL advisory lock keys (any constant bigint, unique to its purpose within this database).
 MIGRATION_LOCK_KEY = 0x466F7267654D4947  # "ForgeMIG"
 LEDGER_LOCK_KEY = 0x466F7267654C4447  # "ForgeLDG"
+WORKLOAD_LOCK_KEY = 0x466F726765574B4C  # "ForgeWKL": state transitions and attempt numbering
 
 
 @contextmanager

@@ -15,43 +15,63 @@ from sqlalchemy import Engine, func, insert, select, update
 from forge_pipeline.canonical import canonical_json
 from forge_pipeline.intake.problems import Problem, RequestInvalid
 from forge_pipeline.intake.request import WorkloadRequest
-from forge_pipeline.states import State, check_transition
-from forge_pipeline.storage.database import shard_attempts, usage_records, utc_now, workload_events, workloads
+from forge_pipeline.states import IllegalTransition, State, check_transition
+from forge_pipeline.storage.database import (WORKLOAD_LOCK_KEY, exclusive_transaction, shard_attempts, usage_records,
+                                             utc_now, workload_events, workloads)
 
 
 class UnknownWorkload(LookupError):
     pass
 
 
+class AlreadyClaimed(RuntimeError):
+    """The workload's lifecycle belongs to another run (or already ran)."""
+
+
 def store_request(engine: Engine, request: WorkloadRequest) -> tuple[str, bool]:
-    """Admit a validated request as a Pending workload; returns (workload_id, newly_created).
+    """Admit one validated request; see `store_requests`."""
+    return store_requests(engine, [request])[0]
+
+
+def store_requests(engine: Engine, requests: list[WorkloadRequest]) -> list[tuple[str, bool]]:
+    """Admit validated requests as Pending workloads, all or none; returns (workload_id, newly_created) each.
 
     `request_id` is the client's idempotency key: the same request again is the same
-    workload; the same key with different content is refused, as a payment API would.
+    workload; the same key with different content (stored, or earlier in the batch) is
+    refused, as a payment API would, and then nothing of the batch is stored.
     """
-    request_json = canonical_json(request.document).decode()
-    with engine.begin() as connection:
-        existing = connection.execute(
-            select(workloads.c.request_json).where(workloads.c.workload_id == request.workload_id)
-        ).scalar_one_or_none()
-        if existing is not None:
-            if existing != request_json:
-                raise RequestInvalid([Problem("request_id", f"{request.document['request_id']!r} was already used "
-                                              f"for a different request (workload {request.workload_id})")])
-            return request.workload_id, False
-        seed = request.document["replay"].get("seed", secrets.randbits(64))
-        now = utc_now()
-        document = request.document
-        connection.execute(insert(workloads).values(
-            workload_id=request.workload_id, request_id=document["request_id"],
-            organization=document["organization"], project=document["project"], workspace=document["workspace"],
-            adapter=document["adapter"], primitive=document["primitive"], profile=document["profile"],
-            request_json=request_json, seed=str(seed), state=State.PENDING.value, state_reason="submitted",
-            submitted_at=now, updated_at=now,
-        ))
-        connection.execute(insert(workload_events).values(
-            workload_id=request.workload_id, from_state=None, to_state=State.PENDING.value, reason="submitted", at=now))
-    return request.workload_id, True
+    outcome, problems, seen = [], [], {}
+    with exclusive_transaction(engine, WORKLOAD_LOCK_KEY) as connection:
+        for request in requests:
+            request_json = canonical_json(request.document).decode()
+            existing = seen.get(request.workload_id) or connection.execute(
+                select(workloads.c.request_json).where(workloads.c.workload_id == request.workload_id)
+            ).scalar_one_or_none()
+            if existing is not None and existing != request_json:
+                problems.append(Problem("request_id", f"{request.document['request_id']!r} was already used for a "
+                                                      f"different request (workload {request.workload_id})"))
+            elif existing is None:
+                _insert_workload(connection, request)
+            seen[request.workload_id] = request_json
+            outcome.append((request.workload_id, existing is None))
+        if problems:
+            raise RequestInvalid(problems)  # rolls the whole batch back
+    return outcome
+
+
+def _insert_workload(connection, request: WorkloadRequest) -> None:
+    seed = request.document["replay"].get("seed", secrets.randbits(64))
+    now = utc_now()
+    document = request.document
+    connection.execute(insert(workloads).values(
+        workload_id=request.workload_id, request_id=document["request_id"],
+        organization=document["organization"], project=document["project"], workspace=document["workspace"],
+        adapter=document["adapter"], primitive=document["primitive"], profile=document["profile"],
+        request_json=canonical_json(document).decode(), seed=str(seed), state=State.PENDING.value,
+        state_reason="submitted", submitted_at=now, updated_at=now,
+    ))
+    connection.execute(insert(workload_events).values(
+        workload_id=request.workload_id, from_state=None, to_state=State.PENDING.value, reason="submitted", at=now))
 
 
 def load_workload(engine: Engine, workload_id: str) -> dict[str, Any]:
@@ -73,23 +93,54 @@ def list_workload_ids(engine: Engine, state: State | None = None) -> list[str]:
         return list(connection.execute(query).scalars())
 
 
-def transition(engine: Engine, workload_id: str, target: State, reason: str) -> None:
-    """Append a state event. Moving to the state the workload is already in is a no-op,
-    so re-executing a Dagster step after a failure does not trip the state machine."""
-    with engine.begin() as connection:
+def transition(engine: Engine, workload_id: str, target: State, reason: str,
+               expected: tuple[State, ...] | None = None) -> None:
+    """Append a state event, under the workload lock (a read-then-write must not interleave).
+
+    Moving to the state the workload is already in is a no-op, so re-executing a Dagster
+    step after a failure does not trip the state machine. `expected` narrows the legal
+    sources: finalization comes only from Aggregating, never from Disputed."""
+    with exclusive_transaction(engine, WORKLOAD_LOCK_KEY) as connection:
         current = connection.execute(
-            select(workloads.c.state).where(workloads.c.workload_id == workload_id).with_for_update()
+            select(workloads.c.state).where(workloads.c.workload_id == workload_id)
         ).scalar_one_or_none()
         if current is None:
             raise UnknownWorkload(f"no workload {workload_id!r}")
         if current == target.value:
             return
+        if expected is not None and State(current) not in expected:
+            raise IllegalTransition(f"{workload_id} is {current}; {target.value} here needs "
+                                    f"{' or '.join(state.value for state in expected)}")
         check_transition(State(current), target)
         now = utc_now()
         connection.execute(update(workloads).where(workloads.c.workload_id == workload_id)
                            .values(state=target.value, state_reason=reason, updated_at=now))
         connection.execute(insert(workload_events).values(
             workload_id=workload_id, from_state=current, to_state=target.value, reason=reason, at=now))
+
+
+def claim(engine: Engine, workload_id: str, claimant: str) -> None:
+    """Take a Pending workload for one lifecycle run (Pending -> Planned), atomically.
+
+    Two runs of the same workload (the intake sensor and `forge-pool run`, say) would
+    otherwise both execute it and overwrite each other's evidence. A re-execution of the
+    claiming run (same root run) may continue; anyone else is refused with the reason."""
+    reason = f"claimed by run {claimant}"
+    with exclusive_transaction(engine, WORKLOAD_LOCK_KEY) as connection:
+        row = connection.execute(select(workloads.c.state, workloads.c.state_reason)
+                                 .where(workloads.c.workload_id == workload_id)).first()
+        if row is None:
+            raise UnknownWorkload(f"no workload {workload_id!r}")
+        if row.state == State.PLANNED.value and row.state_reason == reason:
+            return
+        if row.state != State.PENDING.value:
+            raise AlreadyClaimed(f"{workload_id} is {row.state} ({row.state_reason}): another run has its lifecycle; "
+                                 "use `forge-pool replay` to reproduce a finished one")
+        now = utc_now()
+        connection.execute(update(workloads).where(workloads.c.workload_id == workload_id)
+                           .values(state=State.PLANNED.value, state_reason=reason, updated_at=now))
+        connection.execute(insert(workload_events).values(
+            workload_id=workload_id, from_state=State.PENDING.value, to_state=State.PLANNED.value, reason=reason, at=now))
 
 
 def workload_events_of(engine: Engine, workload_id: str) -> list[dict]:
@@ -102,7 +153,7 @@ def workload_events_of(engine: Engine, workload_id: str) -> list[dict]:
 def record_attempts(engine: Engine, workload_id: str, attempts: list[dict]) -> list[dict]:
     """Append shard attempts, numbering each after the shard's previous attempts."""
     numbered = []
-    with engine.begin() as connection:
+    with exclusive_transaction(engine, WORKLOAD_LOCK_KEY) as connection:
         for attempt in attempts:
             previous = connection.execute(
                 select(func.coalesce(func.max(shard_attempts.c.attempt), 0)).where(

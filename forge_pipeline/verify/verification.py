@@ -25,7 +25,7 @@ from fractions import Fraction
 
 from forge_pipeline.assign.reliability import Reliability
 from forge_pipeline.execute.primitives import get_primitive
-from forge_pipeline.execute.runner import HUB, execute_attempt
+from forge_pipeline.execute.runner import hub_execute
 from forge_pipeline.plan.planning import sample_score
 
 STRUCTURAL_MODES = ("spot", "aggregation_check")
@@ -104,23 +104,24 @@ def _single(plan: dict, arguments: dict, primitive, shard: dict, attempt: dict, 
             problems.append("result does not cover exactly its shard's range")
         verdict, method, reason = (Verdict.REJECTED if problems else Verdict.VERIFIED), mode, "; ".join(problems)
     elif mode == "replay_sample" and sampled:
-        hub = execute_attempt(plan, arguments, shard["index"], HUB)
+        hub = hub_execute(plan, arguments, shard["index"])
         matches = hub["digest"] == attempt["digest"]
         verdict, method = (Verdict.VERIFIED if matches else Verdict.REJECTED), mode
         reason = "" if matches else f"digest {attempt['digest'][:12]} != hub replay {hub['digest'][:12]}"
         hub = None if matches else hub
     if verdict is Verdict.REJECTED and hub is None:
-        hub = execute_attempt(plan, arguments, shard["index"], HUB)
+        hub = hub_execute(plan, arguments, shard["index"])
     return [_verdict(attempt, verdict, method, reason)], hub
 
 
 def _majority(plan: dict, arguments: dict, shard: dict, runs: list[dict]) -> tuple[list[dict], dict | None]:
-    """The digest a strict majority of replicas agrees on wins; without one the hub decides."""
-    votes = Counter(run["digest"] for run in runs)
-    digest, count = votes.most_common(1)[0]
+    """The digest a strict majority of replicas agrees on wins, one vote per provider (two
+    Agents of one provider are one party); short of `replicas` voters or a majority, the hub decides."""
+    voters = list({run["provider_id"]: run for run in reversed(runs)}.values())
+    digest, count = Counter(run["digest"] for run in voters).most_common(1)[0]
     hub = None
-    if count * 2 <= len(runs) or len(runs) < plan["verification"]["replicas"]:
-        hub = execute_attempt(plan, arguments, shard["index"], HUB)
+    if count * 2 <= len(voters) or len(voters) < plan["verification"]["replicas"]:
+        hub = hub_execute(plan, arguments, shard["index"])
         digest = hub["digest"]
     judged = [_verdict(run, Verdict.VERIFIED if run["digest"] == digest else Verdict.REJECTED, "multi_node",
                        "" if run["digest"] == digest else f"outvoted: {run['digest'][:12]} != {digest[:12]}")

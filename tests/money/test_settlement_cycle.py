@@ -182,22 +182,29 @@ def test_settlement_killed_mid_way_leaves_a_verifiable_ledger_and_reruns_to_the_
 
 
 def test_dispute_after_settlement_refund_reverses_and_upheld_never_bills_twice(database, capsys):
-    """A settled workload disputed and refunded gets a compensating transaction; one resolved without
-    refund is not billed again in a later cycle; disputing a non-Finalized workload is refused (exit 2)."""
+    """A settled workload disputed and refunded is negated in the cycle of the resolution and the statement
+    shows it; one resolved without refund is not billed again; re-settling the original cycle still passes
+    its checks; resolving what is not disputed is refused (exit 2)."""
     from forge_pipeline.settle.settlement import Cycle
     refunded, upheld = finalize(database, request_id="refund"), finalize(database, request_id="upheld")
     cycle = today_cycle()
     assert settle_cycle(database, cycle)["newly_posted"] == 2
+    assert main(["resolve", upheld["workload_id"], "--reason", "no dispute yet"]) == 2
     for usage in (refunded, upheld):
         assert main(["dispute", usage["workload_id"], "--reason", "customer says the output is wrong"]) == 0
+    second = settle_through_dagster(cycle.key)  # a dispute after settlement does not fail the cycle's checks
+    assert second.success and all(check.passed for check in second.get_asset_check_evaluations())
     assert main(["resolve", refunded["workload_id"], "--reason", "goodwill", "--refund"]) == 0
     assert main(["resolve", upheld["workload_id"], "--reason", "output reproduced by replay"]) == 0
-    correction = entries(database, transaction_id=f"correction:settle:{refunded['workload_id']}")
-    assert sum(row["amount_ucr"] for row in correction if row["account"].startswith("customer:")) == \
+    refund = entries(database, transaction_id=f"refund:{refunded['workload_id']}")
+    assert {row["cycle"] for row in refund} == {cycle.key}
+    assert sum(row["amount_ucr"] for row in refund if row["account"].startswith("customer:")) == \
         refunded["charge_ucr"]
+    statement = tables.credit_statement(cycle_entries(database, cycle.key)).collect().to_dicts()
+    assert statement == [{"organization": "acme", "project": "risk", "workspace": "prod", "workloads": 2,
+                          "refunds": 1, "charge_ucr": upheld["charge_ucr"]}]
     later = Cycle("2099-01-01", cycle.start, cycle.end)  # a later cycle's key over the window of the resolution
     assert settle_cycle(database, later)["newly_posted"] == 0
     assert verify_chain(database).ok
-    assert main(["dispute", refunded["workload_id"], "--reason", "again"]) == 0
-    assert main(["dispute", refunded["workload_id"], "--reason", "twice"]) == 0  # already Disputed: no-op
+    assert main(["resolve", refunded["workload_id"], "--reason", "again", "--refund"]) == 2
     assert main(["resolve", "wl_nope", "--reason", "x"]) == 2

@@ -25,19 +25,22 @@ def entries(*rows: tuple) -> pl.LazyFrame:
 
 
 def test_credit_statement_sums_charges_per_workspace():
-    """Customer settlement entries become positive charges per org/project/workspace, sorted; other kinds ignored."""
+    """Customer settlement entries become positive charges per org/project/workspace, sorted, net of
+    refunds; other kinds ignored."""
     frame = entries(
         ("tx3", "settlement", "customer:zeta/risk/prod", -500, "wl3", "2026-11-25", "zeta", None),
         ("tx1", "settlement", CUSTOMER_ACME, -1000, "wl1", "2026-11-25", "acme", None),
         ("tx1", "settlement", "provider:northwind", 800, "wl1", "2026-11-25", "acme", "northwind"),
         ("tx2", "settlement", CUSTOMER_ACME, -250, "wl2", "2026-11-25", "acme", None),
+        ("tx4", "refund", "customer:zeta/risk/prod", 500, "wl3", "2026-11-25", "zeta", None),
         ("tx9", "adjustment", CUSTOMER_ACME, -7, "wl2", "2026-11-25", "acme", None),
     )
     statement = credit_statement(frame)
     assert isinstance(statement, pl.LazyFrame)
     expected = pl.DataFrame({"organization": ["acme", "zeta"], "project": ["risk", "risk"],
-                             "workspace": ["prod", "prod"], "workloads": [2, 1], "charge_ucr": [1250, 500]},
-                            schema_overrides={"workloads": pl.Int64, "charge_ucr": pl.Int64})
+                             "workspace": ["prod", "prod"], "workloads": [2, 1], "refunds": [0, 1],
+                             "charge_ucr": [1250, 0]},
+                            schema_overrides={"workloads": pl.Int64, "refunds": pl.Int64, "charge_ucr": pl.Int64})
     assert_frame_equal(statement.collect(), expected)
 
 

@@ -74,7 +74,7 @@ def test_an_always_lazy_agent_ends_quarantined_and_gets_only_probation(forge_hom
     assert reliability_of(engine, ["rogue-1"])["rogue-1"].quarantined
     workload_id, _ = store_request(engine, validate_request(request(request_id="second", policy={
         **policy, "shard_size": 100}, arguments={"scenarios": 600})))
-    planned = plan_workload(engine, admitted_request(engine, workload_id), pool, False)
+    planned = plan_workload(engine, admitted_request(engine, workload_id, "test-run"), pool, False)
     assert planned["probation"] == {"rogue-1": 0} and planned["batches"]["rogue-1"] == [0]
     second = finalize(engine, request_id="third", pool=pool, policy=policy)
     rogue = [a for a in attempts_of(engine, second["workload_id"]) if a["agent_id"] == "rogue-1"]
