@@ -17,9 +17,43 @@ from forge_pipeline.intake.request import WorkloadRequest, parse_document, valid
 from forge_pipeline.replay import ReplayImpossible
 from forge_pipeline.states import IllegalTransition, State
 from forge_pipeline.storage import records
-from forge_pipeline.storage.database import open_engine
+from forge_pipeline.storage.database import database_url, open_engine
 
 EXIT_OK, EXIT_PROBLEM, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def existing_engine():
+    """The database of commands that read what earlier commands wrote: a mistyped FORGE_HOME
+    must not quietly create an empty database and report on it."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(database_url())
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        raise RequestInvalid([Problem("FORGE_HOME", f"no Forge database at {url.database}: "
+                                                    "run `forge-pool submit` or `forge-pool demo` first")])
+    return open_engine()
+
+
+def check_settings() -> None:
+    """Every setting read from the environment, checked before anything runs (exit 2 when bad)."""
+    from sqlalchemy.engine import make_url
+
+    from forge_pipeline.execute.backend import DEVICE_CHOICES
+    from forge_pipeline.settle.settlement import billing_cadence
+
+    problems = []
+    try:
+        make_url(database_url()).get_dialect()
+    except Exception as error:  # SQLAlchemy raises several types for a bad URL or a missing driver
+        problems.append(Problem("FORGE_DATABASE_URL", f"not a usable database URL: {error}"))
+    if os.environ.get("FORGE_DEVICE", "auto").lower() not in DEVICE_CHOICES:
+        problems.append(Problem("FORGE_DEVICE", f"must be one of {', '.join(DEVICE_CHOICES)}"))
+    try:
+        billing_cadence()
+    except ValueError as error:
+        problems.append(Problem("FORGE_BILLING_CYCLE", str(error)))
+    if problems:
+        raise RequestInvalid(problems)
 
 
 def say(message: str) -> None:
@@ -54,12 +88,10 @@ def submit(paths: list[str]) -> list[str]:
     pool = load_pool()
     for request in requests:
         require_capable_pool(pool, request.document)
-    workload_ids = []
-    for request in requests:
-        workload_id, created = records.store_request(engine, request)
+    stored = records.store_requests(engine, requests)  # all or none
+    for request, (workload_id, created) in zip(requests, stored):
         say(f"{'submitted' if created else 'already submitted'}: {request.document['request_id']} -> {workload_id}")
-        workload_ids.append(workload_id)
-    return workload_ids
+    return [workload_id for workload_id, _ in stored]
 
 
 def command_submit(arguments) -> int:
@@ -71,7 +103,7 @@ def command_submit(arguments) -> int:
 def run(workload_ids: list[str]) -> dict[str, bool]:
     from forge_pipeline.orchestration.runs import forge_instance, run_lifecycles
 
-    engine = open_engine()
+    engine = existing_engine()
     for workload_id in workload_ids:
         records.load_workload(engine, workload_id)  # unknown ids are refused before anything runs
 
@@ -83,7 +115,7 @@ def run(workload_ids: list[str]) -> dict[str, bool]:
 
 
 def command_run(arguments) -> int:
-    engine = open_engine()
+    engine = existing_engine()
     workload_ids = arguments.workload_ids or records.list_workload_ids(engine, State.PENDING)
     if not workload_ids:
         say("no pending workloads")
@@ -96,7 +128,7 @@ def command_run(arguments) -> int:
 def command_status(arguments) -> int:
     from forge_pipeline.status import workload_status
 
-    engine = open_engine()
+    engine = existing_engine()
     if arguments.workload_id:
         statuses = [workload_status(engine, arguments.workload_id)]
     else:
@@ -145,11 +177,16 @@ def cycle_argument(text: str) -> str:
     """A billing cycle given as a date; refused (exit 2) when it is not one."""
     import datetime as dt
 
-    from forge_pipeline.settle.settlement import cycle_of
+    from forge_pipeline.settle.settlement import BILLING_START, cycle_of
     try:
-        return cycle_of(dt.date.fromisoformat(text)).key
+        day = dt.date.fromisoformat(text)
     except ValueError:
         raise RequestInvalid([Problem("cycle", f"must be a date YYYY-MM-DD, got {text!r}")]) from None
+    today = dt.datetime.now(dt.timezone.utc).date()
+    if not BILLING_START <= day <= today:
+        raise RequestInvalid([Problem("cycle", f"{text} is outside the billing cycles, {BILLING_START} to today "
+                                               f"({today}, the open cycle)")])
+    return cycle_of(day).key
 
 
 def settle(cycle_key: str) -> bool:
@@ -193,7 +230,7 @@ def command_settle(arguments) -> int:
 def command_ledger_verify(arguments) -> int:
     from forge_pipeline.ledger.ledger import verify_chain
 
-    result = verify_chain(open_engine())
+    result = verify_chain(existing_engine())
     if result.ok:
         print(f"ledger intact: {result.entries_checked} entries, head {result.head_hash}")
         return EXIT_OK
@@ -205,7 +242,7 @@ def command_export(arguments) -> int:
     from forge_pipeline.settle.settlement import cycle_entries, statement_lines
 
     cycle_key = cycle_argument(arguments.cycle)
-    lines = statement_lines(cycle_entries(open_engine(), cycle_key, arguments.org)).collect()
+    lines = statement_lines(cycle_entries(existing_engine(), cycle_key, arguments.org)).collect()
     output = Path(arguments.output)
     temporary = output.with_name(f".{output.name}.tmp")
     try:
@@ -213,9 +250,10 @@ def command_export(arguments) -> int:
             lines.write_csv(temporary)
         else:
             lines.write_parquet(temporary)
+        temporary.replace(output)
     except OSError as error:
-        raise RequestInvalid([Problem("-o", f"cannot write {output}: {error.strerror}")]) from None
-    temporary.replace(output)
+        temporary.unlink(missing_ok=True)
+        raise RequestInvalid([Problem("-o", f"cannot write {output}: {error}")]) from None
     say(f"exported {lines.height} statement line(s) of cycle {cycle_key}"
         f"{f' for {arguments.org}' if arguments.org else ''} to {output}")
     return EXIT_OK
@@ -226,7 +264,7 @@ def command_replay(arguments) -> int:
     from forge_pipeline.orchestration.runs import QUIET_RUN_CONFIG, forge_instance
     from forge_pipeline.replay import replay_references
 
-    replay_references(open_engine(), arguments.workload_id)  # refuses (exit 2) what cannot be replayed
+    replay_references(existing_engine(), arguments.workload_id)  # refuses (exit 2) what cannot be replayed
     instance = forge_instance()
     if arguments.workload_id not in instance.get_dynamic_partitions("workloads"):
         instance.add_dynamic_partitions("workloads", [arguments.workload_id])
@@ -255,7 +293,7 @@ def command_agents(arguments) -> int:
     from forge_pipeline.assign.reliability import reliability_of
 
     pool = load_pool()
-    history = reliability_of(open_engine(), [agent.agent_id for agent in pool.agents])
+    history = reliability_of(existing_engine(), [agent.agent_id for agent in pool.agents])
     for agent in pool.agents:
         record = history[agent.agent_id]
         print(f"{agent.agent_id:<16} {agent.provider_id:<12} {agent.hardware}  verified {record.verified:<6} "
@@ -267,7 +305,7 @@ def command_agents(arguments) -> int:
 def command_dispute(arguments) -> int:
     from forge_pipeline.settle.settlement import dispute
 
-    dispute(open_engine(), arguments.workload_id, arguments.reason)
+    dispute(existing_engine(), arguments.workload_id, arguments.reason)
     say(f"{arguments.workload_id} is Disputed: held out of settlement until resolved")
     return EXIT_OK
 
@@ -276,7 +314,7 @@ def command_resolve(arguments) -> int:
     from forge_pipeline.settle.settlement import resolve
 
     try:
-        refunded = resolve(open_engine(), arguments.workload_id, arguments.reason, arguments.refund)
+        refunded = resolve(existing_engine(), arguments.workload_id, arguments.reason, arguments.refund)
     except ValueError as error:
         raise RequestInvalid([Problem("--refund", str(error))]) from None
     say(f"{arguments.workload_id} is Finalized again{': its settlement was reversed' if refunded else ''}")
@@ -354,6 +392,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     arguments = parser().parse_args(argv)
     try:
+        check_settings()
         return arguments.handler(arguments)
     except RequestInvalid as error:
         for problem in error.problems:

@@ -28,7 +28,6 @@ ALLOWED: dict[State, frozenset[State]] = {
     State.DISPUTED: frozenset({State.FINALIZED}),
     State.FAILED: frozenset(),
 }
-TERMINAL = frozenset({State.FINALIZED, State.FAILED, State.DISPUTED})
 
 
 class IllegalTransition(RuntimeError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
@@ -20,7 +20,7 @@ from forge_pipeline.execute.primitives import PRIMITIVES
 from forge_pipeline.intake.problems import Problem, Problems, RequestInvalid, decimal_text, join
 
 AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-HARDWARE = ("gpu", "cpu")
+HARDWARE_CLASSES = ("gpu", "cpu")
 FAULT_KINDS = ("crash", "timeout", "corrupt", "lazy", "slow")
 FAMILIES = tuple(sorted({primitive.family for primitive in PRIMITIVES.values()}))
 MAX_CAPACITY = 64
@@ -55,7 +55,6 @@ class Agent:
 class Pool:
     agents: tuple[Agent, ...]
     source: str = "(built-in)"
-    providers: tuple[str, ...] = field(default=())
 
     def agent(self, agent_id: str) -> Agent:
         for agent in self.agents:
@@ -122,7 +121,7 @@ def parse_pool(document: object, source: str = "(pool)") -> Pool:
             agents.append(parsed)
     if problems.found:
         raise RequestInvalid([Problem(f"{source}: {problem.path}", problem.message) for problem in problems.found])
-    return Pool(agents=tuple(agents), source=source, providers=tuple(provider_ids))
+    return Pool(agents=tuple(agents), source=source)
 
 
 def _identifier(value: object, path: str, problems: Problems) -> str | None:
@@ -139,7 +138,7 @@ def _agent(agent: object, path: str, provider_id: str | None, problems: Problems
         return None
     found_before = len(problems.found)
     agent_id = _identifier(agent.get("id"), join(path, "id"), problems)
-    hardware = problems.string(agent.get("hardware"), join(path, "hardware"), HARDWARE)
+    hardware = problems.string(agent.get("hardware"), join(path, "hardware"), HARDWARE_CLASSES)
     capabilities = agent.get("capabilities", list(FAMILIES))
     if problems.list(capabilities, join(path, "capabilities"), 1, 64) is not None:
         for index, family in enumerate(capabilities):

@@ -54,9 +54,6 @@ class Reliability:
             return min(Fraction(1), 2 * base)
         return base / 2 if self.streak >= TRUSTED_STREAK else base
 
-    def to_json(self) -> dict:
-        return {"verified": self.verified, "rejected": self.rejected, "failed": self.failed, "streak": self.streak,
-                "score": f"{self.score.numerator}/{self.score.denominator}", "quarantined": self.quarantined}
 
 
 def reliability_of(engine: Engine, agent_ids: list[str]) -> dict[str, Reliability]:

@@ -20,7 +20,7 @@ from forge_pipeline.orchestration.workload_assets import usage_record
 from forge_pipeline.settle import settlement, tables
 from forge_pipeline.settle.audit import settled_workloads_not_finalized, unbalanced_transactions
 
-BILLING_START = "2026-01-01"
+BILLING_START = settlement.BILLING_START.isoformat()
 CADENCE = settlement.billing_cadence()
 # end_offset=1 includes the open cycle, so an operator (or the demo) can settle what has
 # finalized so far; the schedule settles each cycle once it has closed.

@@ -17,6 +17,7 @@ from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, Asset
                      asset, graph_asset, op)
 
 from forge_pipeline import lifecycle
+from forge_pipeline.assign.pool import HARDWARE_CLASSES
 from forge_pipeline.canonical import digest
 from forge_pipeline.execute.primitives import get_primitive
 from forge_pipeline.orchestration.resources import (AgentPoolResource, ArtifactStoreResource, ComputeBackendResource,
@@ -68,7 +69,6 @@ def execution_plan(context: AssetExecutionContext, workload_request: dict, datab
     return planned
 
 
-HARDWARE_CLASSES = ("gpu", "cpu")
 QUEUE_TAG = "dagster-celery/queue"  # a Celery worker started with `-q gpu` takes only GPU batches
 
 

@@ -21,9 +21,9 @@ from typing import Any, Mapping
 import yaml
 
 from forge_pipeline.intake.problems import Problem, Problems, RequestInvalid, join
+from forge_pipeline.intake.request import VERIFICATION_MODES
 from forge_pipeline.settle.integers import BPS_WHOLE
 
-VERIFICATION_MODES = ("none", "spot", "replay_sample", "multi_node", "aggregation_check")
 VERSION = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")  # ISO dates: text order is time order
 PRIMITIVE_NAME = re.compile(r"^[a-z0-9_]+/[a-z0-9_]+@[1-9][0-9]*$")
 PROFILE_NAME = re.compile(r"^[a-z0-9_]+@[1-9][0-9]*$")

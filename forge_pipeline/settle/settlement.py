@@ -34,6 +34,7 @@ from forge_pipeline.storage.database import ledger_entries, usage_records, workl
 from forge_pipeline.storage.records import load_workload, transition
 
 CADENCES = ("daily", "monthly")
+BILLING_START = dt.date(2026, 1, 1)  # the first billing cycle
 
 
 def billing_cadence() -> str:

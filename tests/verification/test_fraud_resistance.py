@@ -171,3 +171,62 @@ def test_a_workload_fails_with_a_clear_reason_when_no_honest_capacity_remains(fo
     [workload_id] = list_workload_ids(engine)
     assert load_workload(engine, workload_id)["state"] == "Failed"
     assert usage_record_of(engine, workload_id) is None and entries(engine) == []
+
+
+def test_multi_node_never_counts_two_agents_of_one_provider_as_two_votes(forge_home):
+    """One provider with two corrupting Agents and an honest provider that crashes: the corrupt provider
+    cannot outvote anyone with its second Agent, so the workload fails instead of billing wrong output."""
+    from forge_pipeline.lifecycle import WorkloadFailed
+    engine = open_engine()
+    pool = parse_pool({"providers": [
+        {"id": "mallory", "agents": [{"id": "m1", "hardware": "cpu", "fault": {"kind": "corrupt"}},
+                                     {"id": "m2", "hardware": "cpu", "fault": {"kind": "corrupt"}}]},
+        {"id": "bob", "agents": [{"id": "b1", "hardware": "cpu", "fault": {"kind": "crash"}}]}]})
+    with pytest.raises(WorkloadFailed, match="failed on every Agent able to run it"):
+        finalize(engine, pool=pool, policy={"verification": "multi_node", "replicas": 2})
+
+
+def test_a_workload_is_claimed_by_one_run(forge_home):
+    """A second run cannot start a workload another run claimed; a re-execution of the claiming run can."""
+    from forge_pipeline.lifecycle import WorkloadFailed
+    engine = open_engine()
+    workload_id, _ = store_request(engine, validate_request(request()))
+    admitted_request(engine, workload_id, "run-a")
+    with pytest.raises(WorkloadFailed, match="another run has its lifecycle"):
+        admitted_request(engine, workload_id, "run-b")
+    assert admitted_request(engine, workload_id, "run-a")["workload_id"] == workload_id
+
+
+def test_rematerializing_a_disputed_workloads_usage_record_does_not_resolve_it(forge_home):
+    """Running usage_record again for a Disputed workload fails and leaves it Disputed and unbilled."""
+    from dagster import AssetSelection, DagsterInstance, materialize
+
+    from forge_pipeline.definitions import resources
+    from forge_pipeline.orchestration.workload_assets import WORKLOAD_ASSETS, usage_record
+    from forge_pipeline.settle.settlement import dispute, settle_cycle
+    from forge_pipeline.storage.records import load_workload
+    from tests.money.workloads import today_cycle
+    engine = open_engine()
+    workload_id, _ = store_request(engine, validate_request(request()))
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("workloads", [workload_id])
+    assert materialize(WORKLOAD_ASSETS, partition_key=workload_id, instance=instance, resources=resources()).success
+    dispute(engine, workload_id, "wrong output")
+    again = materialize(WORKLOAD_ASSETS, selection=AssetSelection.assets(usage_record), partition_key=workload_id,
+                        instance=instance, resources=resources(), raise_on_error=False)
+    assert not again.success
+    assert load_workload(engine, workload_id)["state"] == "Disputed"
+    assert settle_cycle(engine, today_cycle())["billable_workloads"] == 0
+
+
+@pytest.mark.parametrize("providers, expected", [
+    ([{"id": "platform", "agents": [{"id": "a", "hardware": "cpu"}]}], "'platform' is reserved"),
+    ([{"id": "p", "agents": [{"id": "hub", "hardware": "cpu"}]}], "'hub' is reserved"),
+    ([{"id": "p", "agents": [{"id": "a-1", "hardware": "cpu"}, {"id": "a_1", "hardware": "cpu"}]}],
+     "differ only in '-', '.' or '_'"),
+])
+def test_pool_ids_that_would_be_mistaken_are_refused(providers, expected):
+    """Reserved platform names and Agent ids whose Dagster step keys collide are refused by name."""
+    from forge_pipeline.intake.problems import RequestInvalid
+    with pytest.raises(RequestInvalid, match=expected):
+        parse_pool({"providers": providers})
