@@ -321,6 +321,12 @@ def command_resolve(arguments) -> int:
     return EXIT_OK
 
 
+def command_pool(arguments) -> int:
+    from forge_pipeline.deploy.local_pool import main as pool_main
+
+    return pool_main(arguments.pool_arguments)
+
+
 def command_db_upgrade(arguments) -> int:
     from forge_pipeline.storage.database import database_url, upgrade_database
 
@@ -380,6 +386,11 @@ def parser() -> argparse.ArgumentParser:
     resolve_parser.set_defaults(handler=command_resolve)
     commands.add_parser("agents", help="the pool's Agents and their reliability history") \
         .set_defaults(handler=command_agents)
+    pool_parser = commands.add_parser(
+        "pool", add_help=False,
+        help="a local production-like pool (PostgreSQL + Celery workers): up|run|settle|resume|status|env|down")
+    pool_parser.add_argument("pool_arguments", nargs=argparse.REMAINDER)
+    pool_parser.set_defaults(handler=command_pool)
     db_parser = commands.add_parser("db", help="database commands").add_subparsers(dest="db", required=True)
     db_parser.add_parser("upgrade", help="migrate the database to the newest schema (Alembic)") \
         .set_defaults(handler=command_db_upgrade)

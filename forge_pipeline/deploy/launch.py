@@ -14,8 +14,9 @@ import warnings
 
 from dagster import DagsterInstance, DagsterRunStatus, JobDefinition, ReexecutionOptions, execute_job, reconstructable
 
+from forge_pipeline.orchestration.runs import QUIET_RUN_CONFIG
+
 PARTITION_TAG = "dagster/partition"
-QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # dagster-celery registers its step task on the executor's Celery app again for every step
 # it submits; Celery 5.7 warns each time, and the first registration is the one used.
 warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered")

@@ -14,11 +14,12 @@ from pathlib import Path
 
 from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, DynamicOut,
                      DynamicOutput, DynamicPartitionsDefinition, Failure, MetadataValue, OpExecutionContext, Output,
-                     asset, graph_asset, op)
+                     RetryPolicy, asset, graph_asset, op)
 
 from forge_pipeline import lifecycle
 from forge_pipeline.assign.pool import HARDWARE_CLASSES
 from forge_pipeline.canonical import digest
+from forge_pipeline.deploy.kubernetes import K8S_CONFIG_TAG, step_k8s_config
 from forge_pipeline.execute.primitives import get_primitive
 from forge_pipeline.orchestration.resources import (AgentPoolResource, ArtifactStoreResource, ComputeBackendResource,
                                                     ForgeDatabaseResource)
@@ -83,7 +84,9 @@ def dispatch_batches(context: OpExecutionContext, execution_plan: dict, database
         yield DynamicOutput(agent_id, mapping_key=agent.step_key, output_name=f"{agent.hardware}_batches")
 
 
-@op
+# A batch records nothing (the collect step does), so re-running a lost one is safe: this
+# retries a step pod lost on Kubernetes; a SIGKILLed Celery worker is re-queued by the broker.
+@op(retry_policy=RetryPolicy(max_retries=2, delay=10))
 def execute_agent_batch(context: OpExecutionContext, execution_plan: dict, agent_id: str,
                         agent_pool: AgentPoolResource) -> list:
     """One Agent's batch of shards, on the backend its hardware class calls for."""
@@ -124,7 +127,7 @@ def shard_executions(execution_plan: dict) -> dict:
     gathered = []
     for hardware, class_batches in zip(HARDWARE_CLASSES, batches):
         execute = execute_agent_batch.alias(f"execute_{hardware}_batch").tag(
-            {QUEUE_TAG: hardware, "forge/hardware": hardware})
+            {QUEUE_TAG: hardware, "forge/hardware": hardware, K8S_CONFIG_TAG: step_k8s_config(hardware)})
         gather = gather_attempts.alias(f"gather_{hardware}_attempts")
         gathered.append(gather(class_batches.map(lambda agent_id, run=execute: run(execution_plan, agent_id))
                                .collect()))
