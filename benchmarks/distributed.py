@@ -162,16 +162,10 @@ def load_pool(count: int, workers: int, parallel_runs: int) -> dict:
 
 
 def drop_databases(pool) -> None:
-    from sqlalchemy import create_engine
+    from forge_pipeline.storage.database import drop_postgres_database
 
-    admin = create_engine(f"{pool.server_url}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        for purpose in ("dagster", "ledger"):
-            name = f"{pool.database_prefix}_{purpose}"
-            connection.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                       f"WHERE datname = '{name}' AND pid <> pg_backend_pid()")
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-    admin.dispose()
+    for purpose in ("dagster", "ledger"):
+        drop_postgres_database(pool.server_url, f"{pool.database_prefix}_{purpose}")
 
 
 # -- per-step orchestration overhead -------------------------------------------------------

@@ -51,11 +51,8 @@ def postgres_server_url():
     name = f"forge_test_{uuid.uuid4().hex[:12]}"
     with admin.connect() as connection:
         connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    yield admin_url.rsplit("/", 1)[0] + f"/{name}"
-    from forge_pipeline.storage.database import dispose_engines
-    dispose_engines()
-    with admin.connect() as connection:
-        connection.exec_driver_sql(
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()")
-        connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
     admin.dispose()
+    server_url = admin_url.rsplit("/", 1)[0]
+    yield f"{server_url}/{name}"
+    from forge_pipeline.storage.database import drop_postgres_database
+    drop_postgres_database(server_url, name)

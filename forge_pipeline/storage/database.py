@@ -229,3 +229,17 @@ def dispose_engines() -> None:
     for engine in _ENGINES.values():
         engine.dispose()
     _ENGINES.clear()
+
+
+def drop_postgres_database(server_url: str, name: str) -> None:
+    """Drop a PostgreSQL database on `server_url` (no database part), ending its sessions first:
+    how tests, benchmarks and the local pool clean up after themselves."""
+    dispose_engines()
+    admin = create_engine(f"{server_url}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                       "WHERE datname = %(name)s AND pid <> pg_backend_pid()", {"name": name})
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
+    finally:
+        admin.dispose()

@@ -79,19 +79,10 @@ def pool(tmp_path_factory):
 
 
 def drop_pool_records(pool, prefix: str) -> None:
-    from sqlalchemy import create_engine
+    from forge_pipeline.storage.database import drop_postgres_database
 
-    from forge_pipeline.storage.database import dispose_engines
-
-    dispose_engines()
-    admin = create_engine(f"{SERVER_URL}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        for purpose in ("dagster", "ledger"):
-            name = f"{prefix}_{purpose}"
-            connection.exec_driver_sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                       f"WHERE datname = '{name}' AND pid <> pg_backend_pid()")
-            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}"')
-    admin.dispose()
+    for purpose in ("dagster", "ledger"):
+        drop_postgres_database(SERVER_URL, f"{prefix}_{purpose}")
     if BROKER.startswith("redis"):
         import redis
 
