@@ -132,10 +132,7 @@ def load_pool(count: int, workers: int, parallel_runs: int) -> dict:
     prefix = f"forge_load_{uuid.uuid4().hex[:8]}"
     os.environ.setdefault("FORGE_DEVICE", "cpu")
     with tempfile.TemporaryDirectory() as home:
-        pool = local_pool.Pool(home=home, server_url=os.environ.get("FORGE_POOL_POSTGRES",
-                                                                     local_pool.DEFAULT_SERVER_URL),
-                               database_prefix=prefix,
-                               broker=os.environ.get("FORGE_CELERY_BROKER", local_pool.DEFAULT_BROKER))
+        pool = environment_pool(home, prefix)
         try:
             started = time.perf_counter()
             local_pool.start(pool, workers, list(WORKER_QUEUES), 1)
@@ -159,6 +156,15 @@ def load_pool(count: int, workers: int, parallel_runs: int) -> dict:
     return {"setting": f"local pool ({workers} Celery workers, {parallel_runs} runs at once, PostgreSQL)",
             "workloads": count, "pool_start_s": start_s, "run_s": run_s, "settle_s": settle_s,
             "workloads_per_hour": count / run_s * 3600, **checked}
+
+
+def environment_pool(home: str, prefix: str):
+    """A local pool in `home` on the server and broker the environment names (defaults: this machine's)."""
+    from forge_pipeline.deploy import local_pool
+
+    return local_pool.Pool(home=home, server_url=os.environ.get("FORGE_POOL_POSTGRES", local_pool.DEFAULT_SERVER_URL),
+                           database_prefix=prefix,
+                           broker=os.environ.get("FORGE_CELERY_BROKER", local_pool.DEFAULT_BROKER))
 
 
 def drop_databases(pool) -> None:
@@ -259,10 +265,7 @@ def overhead_on_pool(draws: int, repeats: int) -> dict:
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))
     os.environ[SHARD_DRAWS_ENV] = str(draws)
     with tempfile.TemporaryDirectory() as home:
-        pool = local_pool.Pool(home=home, server_url=os.environ.get("FORGE_POOL_POSTGRES",
-                                                                     local_pool.DEFAULT_SERVER_URL),
-                               database_prefix=prefix,
-                               broker=os.environ.get("FORGE_CELERY_BROKER", local_pool.DEFAULT_BROKER))
+        pool = environment_pool(home, prefix)
         try:
             local_pool.start(pool, 2, list(WORKER_QUEUES), 1)
             with local_pool.entered(pool):
