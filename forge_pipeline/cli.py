@@ -38,6 +38,7 @@ def check_settings() -> None:
     """Every setting read from the environment, checked before anything runs (exit 2 when bad)."""
     from sqlalchemy.engine import make_url
 
+    from forge_pipeline.assign.assignment import gpu_batch_placement
     from forge_pipeline.execute.backend import DEVICE_CHOICES
     from forge_pipeline.settle.settlement import billing_cadence
 
@@ -48,6 +49,10 @@ def check_settings() -> None:
         problems.append(Problem("FORGE_DATABASE_URL", f"not a usable database URL: {error}"))
     if os.environ.get("FORGE_DEVICE", "auto").lower() not in DEVICE_CHOICES:
         problems.append(Problem("FORGE_DEVICE", f"must be one of {', '.join(DEVICE_CHOICES)}"))
+    try:
+        gpu_batch_placement()
+    except ValueError as error:
+        problems.append(Problem("FORGE_GPU_BATCHES", str(error)))
     try:
         billing_cadence()
     except ValueError as error:

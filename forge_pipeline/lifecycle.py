@@ -71,14 +71,16 @@ def admitted_request(engine: Engine, workload_id: str, claimant: str) -> dict:
     return {"workload_id": workload_id, "request": request, "seed": workload["seed"]}
 
 
-def plan_workload(engine: Engine, admitted: dict, pool: Pool, gpu_visible: bool) -> dict:
+def plan_workload(engine: Engine, admitted: dict, pool: Pool, gpu_assignable: bool) -> dict:
+    """Shards, verification sample and Agent batches; GPU Agents only when `gpu_assignable`
+    (assign.assignment.gpu_batches_assignable)."""
     workload_id = admitted["workload_id"]
     with failing_on_fault(engine, workload_id, "planning"):
         plan = build_plan(admitted["request"], admitted["seed"])
         check_budget(admitted["request"], plan)
         reliability = reliability_of(engine, [agent.agent_id for agent in pool.agents])
-        assignment = assign_shards(plan, pool, gpu_visible, reliability, admitted["request"]["tags"].get("region"))
-    return {**admitted, "plan": plan, **assignment, "gpu_visible": gpu_visible,
+        assignment = assign_shards(plan, pool, gpu_assignable, reliability, admitted["request"]["tags"].get("region"))
+    return {**admitted, "plan": plan, **assignment, "gpu_assignable": gpu_assignable,
             "reliability": {agent_id: dataclasses.asdict(record) for agent_id, record in reliability.items()}}
 
 
@@ -96,24 +98,28 @@ def execute_batch(planned: dict, pool: Pool, agent_id: str) -> list[dict]:
                      planned["probation"].get(agent_id))
 
 
-def collect_attempts(engine: Engine, planned: dict, pool: Pool, batch_attempts: list[list[dict]]) -> list[dict]:
+def collect_attempts(engine: Engine, planned: dict, pool: Pool, batch_attempts: list[list[dict]],
+                     gpu_visible: bool) -> list[dict]:
     """Record every attempt, retry failed shards on other Agents, return all attempts.
 
     `batch_attempts` holds lists of attempts in any order; they are recorded in shard
-    order, so attempt numbering never depends on which step finished first."""
+    order, so attempt numbering never depends on which step finished first. Retries run
+    here, in this process: GPU Agents are retried only when `gpu_visible` (this process
+    sees a device), whatever planning was allowed to assign."""
     workload_id, plan = planned["workload_id"], planned["plan"]
     attempts = records.record_attempts(engine, workload_id, sorted(
-        (attempt for batch in batch_attempts for attempt in batch), key=lambda attempt: attempt["shard_index"]))
+        (attempt for batch in batch_attempts for attempt in batch),
+        key=lambda attempt: (attempt["shard_index"], attempt["agent_id"])), origin="batch")
 
     reliability = reliability_snapshot(planned)
 
     def pick_agent(tried_agents: set[str], providers_with_result: set[str]):
-        return retry_agent(pool, plan, planned["gpu_visible"], reliability, tried_agents, providers_with_result,
+        return retry_agent(pool, plan, gpu_visible, reliability, tried_agents, providers_with_result,
                            distinct_providers=plan["verification"]["replicas"] > 1)
 
     with failing_on_fault(engine, workload_id, "execution"):
         retries = retry_failed(plan, planned["request"]["arguments"], attempts, pick_agent)
-    attempts += records.record_attempts(engine, workload_id, retries)
+    attempts += records.record_attempts(engine, workload_id, retries, origin="retry")
     return sorted(attempts, key=lambda attempt: (attempt["shard_index"], attempt["attempt"]))
 
 
@@ -123,7 +129,7 @@ def verify_workload(engine: Engine, planned: dict, attempts: list[dict]) -> dict
     with failing_on_fault(engine, workload_id, "verification"):
         report = verify_shards(planned["plan"], planned["request"]["arguments"], attempts,
                                reliability_snapshot(planned))
-        hub_attempts = records.record_attempts(engine, workload_id, report["hub_attempts"])
+        hub_attempts = records.record_attempts(engine, workload_id, report["hub_attempts"], origin="verification")
         records.set_verdicts(engine, workload_id,
                              [(v["shard_index"], v["attempt"], v["verdict"]) for v in report["verdicts"]])
     return {**report, "hub_attempts": hub_attempts, "attempts": attempts + hub_attempts}
@@ -191,7 +197,7 @@ def run_lifecycle_inline(engine: Engine, workload_id: str, pool: Pool, gpu_visib
                             gpu_visible)
     start_execution(engine, planned)
     batches = [execute_batch(planned, pool, agent_id) for agent_id in planned["batches"]]
-    attempts = collect_attempts(engine, planned, pool, batches)
+    attempts = collect_attempts(engine, planned, pool, batches, gpu_visible)
     report = verify_workload(engine, planned, attempts)
     evidence = aggregate_workload(engine, planned, report, artifacts_root)
     return finalize_workload(engine, planned, report, evidence)

@@ -62,10 +62,10 @@ class Pool:
                 return agent
         raise KeyError(agent_id)
 
-    def eligible_agents(self, family: str, execution_class: str, gpu_visible: bool) -> list[Agent]:
+    def eligible_agents(self, family: str, execution_class: str, gpu_assignable: bool) -> list[Agent]:
         return [agent for agent in self.agents
                 if family in agent.capabilities
-                and (agent.hardware == "cpu" or gpu_visible)
+                and (agent.hardware == "cpu" or gpu_assignable)
                 and execution_class in ("any", agent.hardware)]
 
 

@@ -2,7 +2,7 @@
 
 Each has one real implementation; tests swap URLs and paths, not behaviour. An empty
 setting means "from the environment" (FORGE_DATABASE_URL, FORGE_HOME, FORGE_POOL_FILE,
-FORGE_DEVICE), read when the resource is used, so one `defs` serves every deployment.
+FORGE_DEVICE, FORGE_GPU_BATCHES), read when the resource is used, so one `defs` serves every deployment.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 from dagster import ConfigurableResource
 from sqlalchemy import Engine
 
+from forge_pipeline.assign.assignment import gpu_batches_assignable
 from forge_pipeline.assign.pool import Pool, load_pool
 from forge_pipeline.execute.backend import cuda_device_visible, select_backend
 from forge_pipeline.storage.database import forge_home, open_engine
@@ -40,7 +41,12 @@ class AgentPoolResource(ConfigurableResource):
 
 class ComputeBackendResource(ConfigurableResource):
     device: str = ""
+    gpu_batches: str = ""  # local | dedicated (assign.assignment.GPU_BATCH_PLACEMENTS)
 
     def gpu_visible(self) -> bool:
-        """GPU Agents get work only where a device is visible and the setting allows it."""
+        """This process may compute on a GPU: a device is visible and FORGE_DEVICE allows it."""
         return select_backend(self.device or None).name == "cupy" and cuda_device_visible()
+
+    def gpu_assignable(self) -> bool:
+        """Planning may give batches to GPU Agents (FORGE_GPU_BATCHES=dedicated, or a GPU here)."""
+        return gpu_batches_assignable(self.gpu_visible(), self.gpu_batches or None)

@@ -58,11 +58,11 @@ def execution_plan(context: AssetExecutionContext, workload_request: dict, datab
     """Deterministic shards, the verification sample and the plan digest; shards assigned to Agent batches."""
     with reported_as_failure():
         planned = lifecycle.plan_workload(database.engine(), workload_request, agent_pool.pool(),
-                                          compute_backend.gpu_visible())
+                                          compute_backend.gpu_assignable())
     plan = planned["plan"]
     context.add_output_metadata({
         "plan_digest": plan["plan_digest"], "shards": len(plan["shards"]), "work_units": plan["work_units"],
-        "verification": plan["verification"]["mode"],
+        "verification": plan["verification"]["mode"], "gpu_agents_assignable": planned["gpu_assignable"],
         "batches": MetadataValue.json({agent: len(shards) for agent, shards in planned["batches"].items()}),
         "probation": MetadataValue.json(planned["probation"]),
         "reliability": MetadataValue.json(planned["reliability"]),
@@ -103,10 +103,12 @@ def gather_attempts(batches: list) -> list:
 
 @op
 def collect_shard_attempts(context: OpExecutionContext, execution_plan: dict, by_hardware: list,
-                           database: ForgeDatabaseResource, agent_pool: AgentPoolResource) -> dict:
-    """Record every attempt, retry failed shards on other Agents."""
+                           database: ForgeDatabaseResource, agent_pool: AgentPoolResource,
+                           compute_backend: ComputeBackendResource) -> dict:
+    """Record every attempt, retry failed shards on other Agents (here: GPU ones only if this process has a GPU)."""
     with reported_as_failure():
-        attempts = lifecycle.collect_attempts(database.engine(), execution_plan, agent_pool.pool(), by_hardware)
+        attempts = lifecycle.collect_attempts(database.engine(), execution_plan, agent_pool.pool(), by_hardware,
+                                              compute_backend.gpu_visible())
     failed = [attempt for attempt in attempts if attempt["status"] != "completed"]
     context.add_output_metadata({
         "attempts": len(attempts), "failed_attempts": len(failed),

@@ -75,6 +75,9 @@ shard_attempts = Table(
     Column("wall_ms", Integer, nullable=False),
     Column("detail", Text, nullable=False, default=""),
     Column("at", String(32), nullable=False),
+    # The stage that recorded it: batch (an Agent batch, recorded by collect), retry
+    # (collect's retries) or verification (the hub's recomputations). A stage records once.
+    Column("origin", String(16), nullable=False),
     UniqueConstraint("workload_id", "shard_index", "attempt", name="uq_shard_attempts_attempt"),
 )
 

@@ -150,10 +150,31 @@ def workload_events_of(engine: Engine, workload_id: str) -> list[dict]:
         return [dict(row) for row in rows]
 
 
-def record_attempts(engine: Engine, workload_id: str, attempts: list[dict]) -> list[dict]:
-    """Append shard attempts, numbering each after the shard's previous attempts."""
-    numbered = []
+ATTEMPT_ORIGINS = ("batch", "retry", "verification")
+ATTEMPT_IDENTITY = ("shard_index", "agent_id", "status", "digest")  # what a re-executed stage must reproduce
+
+
+class AttemptsDiffer(RuntimeError):
+    """A re-executed stage produced attempts other than those it recorded: something is not deterministic."""
+
+
+def record_attempts(engine: Engine, workload_id: str, attempts: list[dict], origin: str) -> list[dict]:
+    """Append one stage's shard attempts, each numbered after the shard's previous attempts.
+
+    A stage records once: when the same stage of the workload runs again (a Dagster step
+    re-executed after its commit), nothing is appended and the attempts get the numbers
+    they were recorded with, provided they are the same attempts (shard, Agent, status,
+    digest, in order); different ones raise AttemptsDiffer and nothing is written.
+    """
+    if origin not in ATTEMPT_ORIGINS:
+        raise ValueError(f"attempt origin must be one of {', '.join(ATTEMPT_ORIGINS)}, got {origin!r}")
     with exclusive_transaction(engine, WORKLOAD_LOCK_KEY) as connection:
+        recorded = connection.execute(
+            select(shard_attempts).where(shard_attempts.c.workload_id == workload_id, shard_attempts.c.origin == origin)
+            .order_by(shard_attempts.c.attempt_id)).mappings().all()
+        if recorded:
+            return _as_recorded(workload_id, origin, attempts, recorded)
+        numbered = []
         for attempt in attempts:
             previous = connection.execute(
                 select(func.coalesce(func.max(shard_attempts.c.attempt), 0)).where(
@@ -163,10 +184,21 @@ def record_attempts(engine: Engine, workload_id: str, attempts: list[dict]) -> l
             row = {key: attempt[key] for key in ("shard_index", "agent_id", "provider_id", "backend", "device",
                                                  "status", "digest", "work_units", "wall_ms", "detail")}
             row.update(workload_id=workload_id, attempt=previous + 1, verdict=attempt.get("verdict", "pending"),
-                       at=utc_now())
+                       at=utc_now(), origin=origin)
             connection.execute(insert(shard_attempts).values(**row))
             numbered.append({**attempt, "attempt": previous + 1})
     return numbered
+
+
+def _as_recorded(workload_id: str, origin: str, attempts: list[dict], recorded: list) -> list[dict]:
+    def identity(attempt) -> tuple:
+        return tuple(attempt[key] for key in ATTEMPT_IDENTITY)
+
+    if [identity(attempt) for attempt in attempts] != [identity(row) for row in recorded]:
+        raise AttemptsDiffer(f"workload {workload_id}: the {origin} attempts of this re-execution differ from the "
+                             f"{len(recorded)} already recorded; nothing was written")
+    return [{**attempt, "attempt": row["attempt"], "wall_ms": row["wall_ms"]}
+            for attempt, row in zip(attempts, recorded, strict=True)]
 
 
 def set_verdicts(engine: Engine, workload_id: str, verdicts: list[tuple[int, int, str]]) -> None:

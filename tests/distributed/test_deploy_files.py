@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from forge_pipeline.assign.assignment import gpu_batch_placement
 from forge_pipeline.deploy import settings
 from forge_pipeline.deploy.kubernetes import GPU_RESOURCE, K8S_CONFIG_TAG, NODE_POOL_LABEL, step_k8s_config
 from forge_pipeline.orchestration.workload_assets import HARDWARE_CLASSES, QUEUE_TAG
@@ -118,6 +119,8 @@ def test_helm_values_name_settings_the_code_reads():
     for env in (deployment["env"], launcher["env"]):
         assert env["FORGE_EXECUTOR"] in settings.CLUSTER_EXECUTORS
         assert env["FORGE_EXECUTOR"] == "celery_k8s" and VALUES["runLauncher"]["type"] == "CeleryK8sRunLauncher"
+        # planning runs on the general node pool: only `dedicated` lets it give GPU Agents their batches
+        assert gpu_batch_placement(env["FORGE_GPU_BATCHES"]) == "dedicated"
     assert VALUES["postgresql"]["postgresqlScheme"] == "postgresql+psycopg2"
     module = deployment["dagsterApiGrpcArgs"][deployment["dagsterApiGrpcArgs"].index("-m") + 1]
     assert hasattr(importlib.import_module(module), "defs")

@@ -45,4 +45,26 @@ def test_downgrade_and_upgrade_round_trip(engine):
 def test_open_engine_migrates_a_fresh_database(database_url):
     """open_engine on an empty database creates the whole schema through the migrations."""
     with open_engine(database_url).connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0001_initial_schema"
+        assert MigrationContext.configure(connection).get_current_revision() == head_revision(connection)
+
+
+def test_attempts_recorded_before_origin_get_their_stage(engine):
+    """0002 gives rows written by 0001 the stage they came from: hub -> verification, retry -> retry, else batch."""
+    with exclusive_transaction(engine, MIGRATION_LOCK_KEY) as connection:
+        command.downgrade(alembic_config(connection), "0001_initial_schema")
+        connection.exec_driver_sql(
+            "INSERT INTO workloads VALUES ('wl_old', 'r', 'o', 'p', 'w', 'sdk', 'x@1', 'standard@1', '{}', '1', "
+            "'Finalized', '', '2026-11-25T00:00:00Z', '2026-11-25T00:00:00Z')")
+        for attempt, (agent, detail) in enumerate([("a-1", ""), ("b-1", "retry"), ("hub", "replay_sample"),
+                                                   ("c-1", "probation; fault: lazy")], start=1):
+            connection.exec_driver_sql(
+                "INSERT INTO shard_attempts (workload_id, shard_index, attempt, agent_id, provider_id, backend, device, "
+                "status, verdict, digest, work_units, wall_ms, detail, at) VALUES "
+                f"('wl_old', 0, {attempt}, '{agent}', 'p', 'numpy', 'cpu', 'completed', 'accepted', NULL, 1, 1, "
+                f"'{detail}', '2026-11-25T00:00:00Z')")
+        command.upgrade(alembic_config(connection), "head")
+    with engine.connect() as connection:
+        origins = connection.exec_driver_sql("SELECT agent_id, origin FROM shard_attempts ORDER BY attempt").all()
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+    assert [tuple(row) for row in origins] == [("a-1", "batch"), ("b-1", "retry"), ("hub", "verification"),
+                                               ("c-1", "batch")]

@@ -42,7 +42,7 @@ def test_export_to_a_directory_is_refused_and_leaves_no_temporary_file(forge_hom
 
 
 @pytest.mark.parametrize("variable, value", [("FORGE_DATABASE_URL", "bogus://nowhere"), ("FORGE_DEVICE", "banana"),
-                                             ("FORGE_BILLING_CYCLE", "weekly")])
+                                             ("FORGE_BILLING_CYCLE", "weekly"), ("FORGE_GPU_BATCHES", "elsewhere")])
 def test_bad_settings_are_refused_before_anything_runs(variable, value, forge_home, monkeypatch, capsys):
     """A bad environment setting is exit 2 naming the variable."""
     monkeypatch.setenv(variable, value)

@@ -101,6 +101,39 @@ def test_a_pool_that_cannot_run_the_request_fails_the_workload_with_a_reason(for
     assert usage_record_of(open_engine(), workload_id) is None
 
 
+def test_dedicated_gpu_batches_are_planned_without_a_local_device_and_retried_here(forge_home, tmp_path,
+                                                                                  monkeypatch):
+    """FORGE_GPU_BATCHES=dedicated: planning on a machine with no GPU still gives GPU Agents batches, on
+    steps queued for the gpu workers. Here, a machine with no device, such a batch crashes; the collect
+    step retries it on the hardware it has, the output is the one a CPU-only plan gives, and the GPU
+    Agent is paid nothing. With the default (local) the GPU Agent gets no batch at all."""
+    pool_file = tmp_path / "pool.yaml"
+    pool_file.write_text(yaml.safe_dump({"providers": [
+        {"id": "gpu-co", "agents": [{"id": "gpu-1", "hardware": "gpu", "capacity": 4}]},
+        {"id": "cpu-co", "agents": [{"id": "cpu-1", "hardware": "cpu"}]}]}))
+    monkeypatch.setenv("FORGE_POOL_FILE", str(pool_file))
+    monkeypatch.setenv("FORGE_DEVICE", "cpu")  # this process computes on no GPU, even where one exists
+    local_id, local = submit_and_materialize(request(request_id="local"), DagsterInstance.ephemeral())
+    monkeypatch.setenv("FORGE_GPU_BATCHES", "dedicated")
+    dedicated_id, dedicated = submit_and_materialize(request(request_id="dedicated"), DagsterInstance.ephemeral())
+    assert local.success and dedicated.success
+
+    def batch_steps(result) -> set[str]:
+        return {event.step_key.split("[")[0] for event in result.all_events
+                if event.event_type_value == "STEP_SUCCESS" and "_batch[" in event.step_key}
+
+    assert batch_steps(local) == {"shard_executions.execute_cpu_batch"}
+    assert batch_steps(dedicated) == {"shard_executions.execute_cpu_batch", "shard_executions.execute_gpu_batch"}
+    engine = open_engine()
+    gpu_attempts = [a for a in attempts_of(engine, dedicated_id) if a["agent_id"] == "gpu-1"]
+    assert gpu_attempts and all(a["status"] == "crashed" and a["verdict"] == "failed" for a in gpu_attempts)
+    retried = {a["shard_index"] for a in attempts_of(engine, dedicated_id) if a["origin"] == "retry"}
+    assert retried == {a["shard_index"] for a in gpu_attempts}
+    usage = usage_record_of(engine, dedicated_id)
+    assert usage["output_digest"] == usage_record_of(engine, local_id)["output_digest"]
+    assert usage["verified_work_units_by_provider"] == {"cpu-co": 6000}
+
+
 def test_sensor_adds_new_pending_workloads_as_partitions_with_one_run_each(forge_home):
     """The intake sensor requests one run per new Pending workload and adds its partition, once."""
     engine = open_engine()
