@@ -1,5 +1,6 @@
 import copy
 
+import numpy as np
 import pytest
 from primitive_helpers import (
     assert_benchmark_sized, assert_integer_only_kernel, contract_word, json_native, scaffolding,
@@ -7,7 +8,8 @@ from primitive_helpers import (
 
 from forge_pipeline.canonical import digest
 from forge_pipeline.execute.backend import NUMPY_BACKEND, select_backend
-from forge_pipeline.execute.primitives.topk_similarity import TopkSimilarity, embedding_rows
+from forge_pipeline.execute.primitives.topk_similarity import (MAX_DIMENSION, TopkSimilarity, embedding_rows,
+                                                               similarity_scores)
 
 PRIMITIVE = TopkSimilarity()
 normalized, refusals, run = scaffolding(PRIMITIVE)
@@ -53,6 +55,22 @@ def test_generated_output_matches_the_plain_python_loop():
     corpus = generated_reference(2**64 - 1, 0, 120, 9)
     queries = generated_reference(2**64 - 1, 1, 3, 9)
     assert run(normalized(document), 50) == loop_reference(corpus, queries, 4)
+
+
+@pytest.mark.parametrize("dimension", [1024, 1025, MAX_DIMENSION])
+def test_numpy_scores_are_exact_where_float32_would_round(dimension):
+    """The NumPy path's BLAS scores equal integer dot products at the extremes: 2^24 at d = 1024 (float32's
+    last exact run), 2^24 + 1 at d = 1025 (float32 would round it: float64 must be used), 2^31 - 2^14
+    at the largest dimension, and alternating-sign and random vectors."""
+    rng = np.random.default_rng(dimension)
+    extreme = np.full(dimension, -128, dtype=np.int8)
+    one_off = extreme.copy()
+    one_off[-1] = 1
+    alternating = np.where(np.arange(dimension) % 2, 127, -128).astype(np.int8)
+    rows = np.stack([extreme, one_off, alternating, rng.integers(-128, 128, dimension, dtype=np.int8)])
+    expected = rows.astype(np.int64) @ rows.astype(np.int64).T
+    assert similarity_scores(NUMPY_BACKEND, rows, rows).tolist() == expected.tolist()
+    assert expected[0, 0] == (dimension << 14) and expected[1, 1] == ((dimension - 1) << 14) + 1
 
 
 @pytest.mark.parametrize("shard_size", [1, 97, 500])

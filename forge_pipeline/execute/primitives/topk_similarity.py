@@ -45,6 +45,13 @@ DOCUMENT_MASK = (1 << DOCUMENT_BITS) - 1
 CHUNK_COMPONENTS = 1 << 22
 CHUNK_SCORES = 1 << 22
 TILE = 16  # matches FORGE_TILE in kernels/topk_similarity.cu
+# The NumPy path multiplies in floating point through BLAS, which is exact here: every
+# product is an integer of magnitude <= 2^14 and every partial sum, in whatever order or
+# blocking BLAS adds them (with or without FMA), an integer of magnitude <= dimension *
+# 2^14. float32 holds every integer up to 2^24 exactly, so up to 1024 components nothing
+# is ever rounded; float64 (2^53) covers every allowed dimension (< 2^31). The scores are
+# the int32 dot products bit for bit, at BLAS speed instead of NumPy's integer loop.
+FLOAT32_EXACT_DIMENSION = (1 << 24) // PRODUCT_MAX
 
 
 class TopkSimilarity(Primitive):
@@ -262,7 +269,8 @@ def similarity_scores(backend: Backend, queries: Any, documents: Any) -> Any:
         kernel(grid, (TILE, TILE), (queries, documents, np.int64(queries.shape[0]), np.int64(documents.shape[0]),
                                     np.int64(queries.shape[1]), scores))
         return scores
-    return np.matmul(queries.astype(np.int32), documents.astype(np.int32).T)
+    exact = np.float32 if queries.shape[1] <= FLOAT32_EXACT_DIMENSION else np.float64
+    return np.matmul(queries.astype(exact), documents.astype(exact).T).astype(np.int32)
 
 
 def ranking_keys(xp: Any, scores: Any, first_document: int) -> Any:
