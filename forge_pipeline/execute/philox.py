@@ -19,7 +19,8 @@ WEYL_0 = 0x9E3779B9
 WEYL_1 = 0xBB67AE85
 ROUNDS = 10
 MASK_32 = 0xFFFFFFFF
-# Blocks per chunk: eight uint64 work arrays of this length stay inside L2.
+# Blocks per chunk: large enough that the ~100 ufunc calls per chunk cost nothing; 2^15 to
+# 2^17 measure alike on the CI machine (`make bench`, Philox line), 2^13 is slower.
 CHUNK_BLOCKS = 1 << 16
 
 
@@ -47,17 +48,18 @@ def philox4x32_10(counter: tuple[int, int, int, int], key: tuple[int, int]) -> t
     return c0, c1, c2, c3
 
 
-def _blocks(seed: int, stream: int, first_block: int, count: int, out: np.ndarray) -> None:
-    """Write `count` blocks starting at block `first_block` into out[(count, 4)] uint32."""
+def _blocks(seed: int, stream: int, first_block: int, out: np.ndarray, work: np.ndarray) -> None:
+    """Write len(out) blocks starting at block `first_block` into out[(count, 4)] uint32, computing in
+    `work` (7 uint64 rows of at least count: c0..c3, two products, block offsets 0, 1, 2, ...)."""
+    count = len(out)
     k0, k1 = split_seed(seed)
-    block = np.arange(first_block, first_block + count, dtype=np.uint64)
-    c0 = block & np.uint64(MASK_32)
-    c1 = block >> np.uint64(32)
-    c2 = np.full(count, stream, dtype=np.uint64)
-    c3 = np.zeros(count, dtype=np.uint64)
-    product_0 = np.empty(count, dtype=np.uint64)
-    product_1 = np.empty(count, dtype=np.uint64)
+    c0, c1, c2, c3, product_0, product_1, offsets = (row[:count] for row in work)
     m0, m1, shift, mask = np.uint64(MULTIPLIER_0), np.uint64(MULTIPLIER_1), np.uint64(32), np.uint64(MASK_32)
+    np.add(offsets, np.uint64(first_block), out=product_0)  # the block numbers
+    np.bitwise_and(product_0, mask, out=c0)
+    np.right_shift(product_0, shift, out=c1)
+    c2.fill(stream)
+    c3.fill(0)
     for round_index in range(ROUNDS):
         if round_index:
             k0, k1 = (k0 + WEYL_0) & MASK_32, (k1 + WEYL_1) & MASK_32
@@ -87,8 +89,12 @@ def philox_words(seed: int, stream: int, first_word: int, count: int) -> np.ndar
     first_block = first_word // 4
     last_block = (first_word + count + 3) // 4
     blocks = np.empty((last_block - first_block, 4), dtype=np.uint32)
+    # One work area for every chunk: allocating per chunk made glibc map and unmap it each
+    # time (arrays of 128 KiB and more are mmapped), a page fault per page, per chunk.
+    work = np.empty((7, min(CHUNK_BLOCKS, len(blocks))), dtype=np.uint64)
+    work[6] = np.arange(work.shape[1], dtype=np.uint64)
     for start in range(first_block, last_block, CHUNK_BLOCKS):
         stop = min(last_block, start + CHUNK_BLOCKS)
-        _blocks(seed, stream, start, stop - start, blocks[start - first_block : stop - first_block])
+        _blocks(seed, stream, start, blocks[start - first_block : stop - first_block], work)
     offset = first_word - first_block * 4
     return blocks.reshape(-1)[offset : offset + count]
