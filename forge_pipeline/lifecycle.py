@@ -18,7 +18,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from forge_pipeline.aggregate.evidence import aggregate, build_manifest, write_bundle
+from forge_pipeline.aggregate.evidence import (aggregate, build_manifest, evidence_directory, evidence_path_of,
+                                              write_bundle)
 from forge_pipeline.assign.assignment import NoCapableAgent, assign_shards, retry_agent
 from forge_pipeline.assign.pool import Pool
 from forge_pipeline.assign.reliability import Reliability, reliability_of
@@ -141,13 +142,14 @@ def aggregate_workload(engine: Engine, planned: dict, report: dict, artifacts_ro
     plan, arguments = planned["plan"], planned["request"]["arguments"]
     with failing_on_fault(engine, workload_id, "aggregation"):
         output, output_digest, root = aggregate(plan, arguments, report)
-        directory = artifacts_root / "evidence" / workload_id
+        evidence_path = evidence_path_of(workload_id)
+        directory = evidence_directory(evidence_path, artifacts_root)
         artifacts = get_primitive(plan["primitive"]).write_artifacts(arguments, plan["seed"], directory, output)
         manifest = build_manifest(workload_id, planned["request"], plan, report, report["attempts"], output_digest,
                                   root, artifacts)
         evidence_digest = write_bundle(directory, manifest, output)
     return {"workload_id": workload_id, "output": output, "output_digest": output_digest, "merkle_root": root,
-            "evidence_digest": evidence_digest, "evidence_path": str(directory), "backends": manifest["backends"],
+            "evidence_digest": evidence_digest, "evidence_path": evidence_path, "evidence_directory": str(directory), "backends": manifest["backends"],
             "kernel_digest": manifest["kernel_digest"]}
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from forge_pipeline.aggregate.evidence import merkle_root
+from forge_pipeline.aggregate.evidence import evidence_directory, merkle_root
 from forge_pipeline.assign.pool import Agent
 from forge_pipeline.canonical import digest
 from forge_pipeline.execute.backend import select_backend
@@ -40,7 +40,8 @@ def replay_references(engine: Engine, workload_id: str) -> dict:
     return json.loads(posted[0]["memo"])
 
 
-def replay_workload(engine: Engine, workload_id: str) -> dict:
+def replay_workload(engine: Engine, workload_id: str, artifacts: Path) -> dict:
+    """Everything recomputed and compared with the ledger's references and the bundle under `artifacts`."""
     references = replay_references(engine, workload_id)
     workload = records.load_workload(engine, workload_id)
     request = validate_request(workload["request"]).document  # the same normalization the lifecycle applied
@@ -65,7 +66,7 @@ def replay_workload(engine: Engine, workload_id: str) -> dict:
                              references["rate_card_version"])
     compare("charge", references["charge"], charge.to_json())
     _compare_settlement(engine, workload_id, references, charge.charge_ucr, compare)
-    _compare_stored(engine, workload_id, references, compare)
+    _compare_stored(engine, workload_id, references, artifacts, compare)
     return {"workload_id": workload_id, "reproduced": not differences, "differences": differences,
             "output_digest": output_digest, "merkle_root": root, "charge_ucr": charge.charge_ucr,
             "backend": shards[0]["backend"], "wall_s": round(time.perf_counter() - started, 3)}
@@ -81,12 +82,12 @@ def _compare_settlement(engine: Engine, workload_id: str, references: dict, char
             {entry["account"]: entry["amount_ucr"] for entry in expected.entries})
 
 
-def _compare_stored(engine: Engine, workload_id: str, references: dict, compare) -> None:
+def _compare_stored(engine: Engine, workload_id: str, references: dict, artifacts: Path, compare) -> None:
     """The usage record row and the evidence bundle on disk must still say what the ledger says."""
     stored = records.usage_record_of(engine, workload_id) or {}
     for key in ("output_digest", "merkle_root", "evidence_digest", "charge_ucr"):
         compare(f"usage record {key}", references[key], stored.get(key))
-    directory = Path(references["evidence_path"])
+    directory = evidence_directory(references["evidence_path"], artifacts)
     try:
         manifest = json.loads((directory / "manifest.json").read_text())
         output = json.loads((directory / "output.json").read_text())

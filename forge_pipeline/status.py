@@ -1,11 +1,12 @@
 """What `forge-pool status` reports about a workload (DESIGN §3.7), read from the records."""
 
 import json
-from pathlib import Path
 
 from sqlalchemy import Engine
 
+from forge_pipeline.aggregate.evidence import evidence_directory
 from forge_pipeline.storage import records
+from forge_pipeline.storage.database import artifacts_root
 
 
 def workload_status(engine: Engine, workload_id: str) -> dict:
@@ -13,7 +14,7 @@ def workload_status(engine: Engine, workload_id: str) -> dict:
     usage = records.usage_record_of(engine, workload_id) or {}
     output = None
     if usage.get("evidence_path"):
-        output_file = Path(usage["evidence_path"]) / "output.json"
+        output_file = evidence_directory(usage["evidence_path"], artifacts_root()) / "output.json"
         output = json.loads(output_file.read_text()) if output_file.exists() else None
     request = workload["request"]
     return {

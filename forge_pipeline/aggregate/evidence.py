@@ -74,6 +74,18 @@ def build_manifest(workload_id: str, request: dict, plan: dict, report: dict, at
     }
 
 
+def evidence_path_of(workload_id: str) -> str:
+    """Where a workload's bundle is, as recorded: relative to the artifact store, so a copy of the
+    store on another machine (an auditor's) is replayed as it is."""
+    return f"evidence/{workload_id}"
+
+
+def evidence_directory(evidence_path: str, artifacts_root: Path) -> Path:
+    """The bundle's folder under `artifacts_root` (an absolute recorded path, as records written
+    before 2026-11-26 hold, is taken as it is)."""
+    return artifacts_root / evidence_path
+
+
 def write_bundle(directory: Path, manifest: dict, output: dict) -> str:
     """Write the bundle atomically (temporary files renamed into place); returns the bundle digest."""
     directory.mkdir(parents=True, exist_ok=True)

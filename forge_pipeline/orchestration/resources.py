@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from forge_pipeline.assign.assignment import gpu_batches_assignable
 from forge_pipeline.assign.pool import Pool, load_pool
 from forge_pipeline.execute.backend import cuda_device_visible, select_backend
-from forge_pipeline.storage.database import forge_home, open_engine
+from forge_pipeline.storage.database import artifacts_root, open_engine
 
 
 class ForgeDatabaseResource(ConfigurableResource):
@@ -29,7 +29,7 @@ class ArtifactStoreResource(ConfigurableResource):
     root: str = ""
 
     def path(self) -> Path:
-        return Path(self.root) if self.root else forge_home() / "artifacts"
+        return Path(self.root) if self.root else artifacts_root()
 
 
 class AgentPoolResource(ConfigurableResource):

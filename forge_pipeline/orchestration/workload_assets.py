@@ -159,7 +159,7 @@ def evidence_bundle(context: AssetExecutionContext, execution_plan: dict, verifi
     table = summary.pop("table_markdown")
     yield Output(evidence, metadata={
         "output_digest": evidence["output_digest"], "merkle_root": evidence["merkle_root"],
-        "evidence_digest": evidence["evidence_digest"], "evidence_path": MetadataValue.path(evidence["evidence_path"]),
+        "evidence_digest": evidence["evidence_digest"], "evidence_path": MetadataValue.path(evidence["evidence_directory"]),
         "backends": ", ".join(evidence["backends"]), "output_summary": MetadataValue.md(table), **summary,
     })
     yield _evidence_check(evidence)
@@ -167,7 +167,7 @@ def evidence_bundle(context: AssetExecutionContext, execution_plan: dict, verifi
 
 def _evidence_check(evidence: dict) -> AssetCheckResult:
     """Re-read the bundle from disk: its manifest digest and output digest must be what was recorded."""
-    directory = Path(evidence["evidence_path"])
+    directory = Path(evidence["evidence_directory"])
     manifest = json.loads((directory / "manifest.json").read_text())
     output = json.loads((directory / "output.json").read_text())
     passed = digest(manifest) == evidence["evidence_digest"] and digest(output) == evidence["output_digest"]

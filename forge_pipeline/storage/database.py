@@ -135,6 +135,11 @@ def forge_home() -> Path:
     return Path(os.environ.get("FORGE_HOME", ".forge")).resolve()
 
 
+def artifacts_root() -> Path:
+    """The artifact store: evidence bundles under evidence/<workload>, statements under settlement/<cycle>."""
+    return forge_home() / "artifacts"
+
+
 def database_url() -> str:
     return os.environ.get("FORGE_DATABASE_URL") or f"sqlite:///{forge_home() / 'forge.db'}"
 

@@ -49,7 +49,8 @@ def test_lifecycle_materializes_to_finalized_with_evidence_and_usage(forge_home)
     usage = usage_record_of(engine, workload_id)
     assert usage["work_units"] == 2000 * 3
     assert sum(usage["verified_work_units_by_provider"].values()) == 6000
-    manifest = json.loads((Path(usage["evidence_path"]) / "manifest.json").read_text())
+    assert usage["evidence_path"] == f"evidence/{workload_id}"  # relative to the artifact store
+    manifest = json.loads((forge_home / "artifacts" / usage["evidence_path"] / "manifest.json").read_text())
     assert manifest["output_digest"] == usage["output_digest"] and len(manifest["shards"]) == 5
     checks = result.get_asset_check_evaluations()
     assert [c.check_name for c in checks] == ["evidence_bundle_intact"] and checks[0].passed

@@ -1,7 +1,7 @@
 import datetime as dt
 import json
+import shutil
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 import yaml
@@ -120,7 +120,7 @@ def test_replay_reproduces_and_detects_tampering(forge_home, tmp_path, capsys):
     assert main(["replay", workload_id, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["reproduced"] is True
     from forge_pipeline.storage.records import usage_record_of
-    directory = Path(usage_record_of(open_engine(), workload_id)["evidence_path"])
+    directory = forge_home / "artifacts" / usage_record_of(open_engine(), workload_id)["evidence_path"]
     original = (directory / "output.json").read_text()
     tampered = json.loads(original)
     tampered["loss_total"] += 1
@@ -134,6 +134,24 @@ def test_replay_reproduces_and_detects_tampering(forge_home, tmp_path, capsys):
     assert main(["replay", workload_id]) == 1
     assert "evidence manifest digest" in capsys.readouterr().out
     assert main(["replay", "wl_unknown"]) == 2
+
+
+def test_a_copy_of_the_home_elsewhere_replays(forge_home, tmp_path, monkeypatch, capsys):
+    """Evidence paths are recorded relative to the artifact store: an auditor's copy of the home at another
+    path, the original gone, replays and reproduces."""
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(request()))
+    assert main(["submit", str(path)]) == 0
+    workload_id = capsys.readouterr().out.strip()
+    assert main(["run"]) == 0
+    copy = tmp_path / "auditor" / "forge"
+    shutil.copytree(forge_home, copy)
+    shutil.rmtree(forge_home)
+    monkeypatch.setenv("FORGE_HOME", str(copy))
+    monkeypatch.setenv("DAGSTER_HOME", str(copy / "dagster"))
+    capsys.readouterr()
+    assert main(["replay", workload_id, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["reproduced"] is True
 
 
 @pytest.mark.parametrize("pool_document, expected", [
