@@ -25,6 +25,11 @@ def largest_remainder_split(total: int, weights: dict[str, int]) -> dict[str, in
     """
     require_count("total", total)
     _require_weights(weights)
+    return _split(total, weights)
+
+
+def _split(total: int, weights: dict[str, int]) -> dict[str, int]:
+    """largest_remainder_split of arguments already checked (settle_workload checks them once)."""
     weight_total = sum(weights.values())
     if weight_total == 0:
         if total != 0:
@@ -51,7 +56,7 @@ def settle_workload(charge_ucr: int, provider_share_bps: int, verified_units_by_
     _require_weights(verified_units_by_party)
     attributable = sum(verified_units_by_party.values()) > 0
     pool_ucr = charge_ucr * provider_share_bps // BPS_WHOLE if attributable else 0
-    parts = largest_remainder_split(pool_ucr, verified_units_by_party)
+    parts = _split(pool_ucr, verified_units_by_party)  # pool_ucr <= charge_ucr: a count too
     payouts = {party: part for party, part in parts.items() if party != PLATFORM_PARTY}
     fee_ucr = charge_ucr - sum(payouts.values())
     assert sum(parts.values()) == pool_ucr and sum(payouts.values()) + fee_ucr == charge_ucr

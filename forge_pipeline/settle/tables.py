@@ -10,7 +10,7 @@ going in and coming out, so a float never reaches a statement.
 `workloads` counts entries, not distinct workload ids: the ledger settles a workload
 once, in one transaction (its idempotency key), with one customer entry and one entry
 per paid provider, so the two are equal, and counting is ~10x cheaper than a per-group
-distinct count on 10^6 rows (forge_pipeline/settle/bench.py).
+distinct count on 10^6 rows (benchmarks/settlement.py).
 """
 
 from __future__ import annotations

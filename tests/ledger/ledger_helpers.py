@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import random
 
 from forge_pipeline.ledger.ledger import Transaction, post_transaction, post_transactions
@@ -24,6 +26,14 @@ def settlement(index: int) -> Transaction:
         {"account": "platform:revenue", "amount_ucr": charge_ucr - payout_ucr, "workload_id": workload_id,
          "cycle": CYCLE},
     ])
+
+
+def reference_entry_hash(row: dict) -> str:
+    """The documented formula the plain way: sha256 of prev_hash (ASCII) and the json.dumps, sorted keys, no
+    whitespace, UTF-8, of every column of the row but entry_hash."""
+    body = {name: value for name, value in row.items() if name != "entry_hash"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(row["prev_hash"].encode("ascii") + canonical).hexdigest()
 
 
 def balances(rows: list[dict]) -> dict[str, int]:

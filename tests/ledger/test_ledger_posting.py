@@ -1,10 +1,9 @@
-import hashlib
 import json
 import re
 
 import numpy as np
 import pytest
-from ledger_helpers import CYCLE, balances, settlement
+from ledger_helpers import CYCLE, balances, reference_entry_hash, settlement
 from sqlalchemy import Float, Numeric, event, func, select
 
 from forge_pipeline.ledger.chain import GENESIS_HASH, HASHED_FIELDS
@@ -36,9 +35,7 @@ def test_entry_hash_is_the_documented_formula(engine):
     """entry_hash = sha256(prev_hash ASCII ‖ canonical JSON of every column but entry_hash), recomputed here."""
     post_transactions(engine, [settlement(0), settlement(1)])
     for row in entries(engine):
-        body = {name: value for name, value in row.items() if name != "entry_hash"}
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        assert row["entry_hash"] == hashlib.sha256(row["prev_hash"].encode("ascii") + canonical).hexdigest()
+        assert row["entry_hash"] == reference_entry_hash(row)
 
 
 def test_hashed_fields_are_every_column_but_entry_hash():
@@ -91,6 +88,7 @@ def test_reposting_different_entries_is_refused(engine):
     ([{"account": "customer:a", "amount_ucr": 0, "colour": "red"}], Refusal.BAD_FIELD),
     ([{"amount_ucr": 0}], Refusal.BAD_FIELD),
     ([{"account": "", "amount_ucr": 0}], Refusal.BAD_FIELD),
+    ([{"account": None, "amount_ucr": 0}], Refusal.BAD_FIELD),
     ([{"account": "x" * 256, "amount_ucr": 0}], Refusal.BAD_FIELD),
     ([{"account": "customer:a", "amount_ucr": 0, "cycle": "25/11/2026"}], Refusal.BAD_FIELD),
     ([{"account": "customer:a", "amount_ucr": 0, "organization": 7}], Refusal.BAD_FIELD),
@@ -122,6 +120,15 @@ def test_malformed_transaction_header_is_refused(engine, transaction, reason):
         post_transactions(engine, [transaction])
     assert refused.value.reason is reason
     assert entry_count(engine) == 0
+
+
+def test_an_empty_batch_posts_nothing(engine):
+    """An empty batch is no error: nothing posted, nothing written, before or after other postings."""
+    assert post_transactions(engine, []) == []
+    post_transaction(engine, **vars(settlement(0)))
+    assert post_transactions(engine, []) == []
+    assert entry_count(engine) == 3
+    assert verify_chain(engine).ok
 
 
 def test_same_transaction_twice_in_a_batch_is_refused(engine):

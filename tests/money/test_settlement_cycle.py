@@ -224,3 +224,49 @@ def test_dispute_after_settlement_refund_reverses_and_upheld_never_bills_twice(d
     assert verify_chain(database).ok
     assert main(["resolve", refunded["workload_id"], "--reason", "again", "--refund"]) == 2
     assert main(["resolve", "wl_nope", "--reason", "x"]) == 2
+
+
+def test_cycle_entries_are_the_cycles_settlement_entries_in_sequence_order(database, monkeypatch):
+    """Settled over several ledger batches, the cycle's statement frame holds exactly its settlement and refund
+    entries as the ledger stores them, typed by ENTRY_SCHEMA and in sequence order; with an organization, only its
+    entries; for a cycle with none, an empty typed frame. Other kinds and other cycles stay out."""
+    import datetime as dt
+
+    from polars.testing import assert_frame_equal
+    from sqlalchemy import insert
+
+    from benchmarks.settle_cycle import finalized_rows
+    from forge_pipeline.ledger.ledger import post_transaction
+    from forge_pipeline.settle import settlement
+    from forge_pipeline.storage.database import usage_records, workloads
+    count, cycle = 23, settlement.cycle_of(dt.date(2026, 11, 25))
+    workload_rows, usage_rows = finalized_rows(count, "2026-11-25T12:00:00.000000Z")
+    with database.begin() as connection:
+        connection.execute(insert(workloads), workload_rows)
+        connection.execute(insert(usage_records), usage_rows)
+    post_transaction(database, "fees:2026-11-25", "correction", [  # the cycle's, but not a settlement
+        {"account": "customer:org1/p/w", "amount_ucr": -7, "cycle": cycle.key, "organization": "org1"},
+        {"account": "platform:revenue", "amount_ucr": 7, "cycle": cycle.key}])
+    post_transaction(database, "settle:elsewhere", "settlement", [  # a settlement of another cycle
+        {"account": "customer:org1/p/w", "amount_ucr": -5, "cycle": "2026-11-24", "organization": "org1"},
+        {"account": "platform:revenue", "amount_ucr": 5, "cycle": "2026-11-24"}])
+    monkeypatch.setattr(settlement, "SETTLEMENT_BATCH", 5)
+    assert settlement.settle_cycle(database, cycle)["newly_posted"] == count
+    assert settlement.settle_cycle(database, cycle)["newly_posted"] == 0
+
+    def expected(**filters) -> pl.DataFrame:
+        rows = [{name: row[name] for name in tables.ENTRY_SCHEMA} for row in entries(database, cycle=cycle.key,
+                                                                                         **filters)
+                if row["kind"] in tables.SETTLEMENT_KINDS]
+        return pl.DataFrame(rows, schema=tables.ENTRY_SCHEMA)
+
+    everything = cycle_entries(database, cycle.key).collect()
+    assert everything.height == 4 * count
+    assert_frame_equal(everything, expected())
+    assert everything["sequence"].is_sorted()
+    assert_frame_equal(cycle_entries(database, cycle.key, "org1").collect(), expected(organization="org1"))
+    assert cycle_entries(database, cycle.key, "org1").collect().height == 4  # one workload: customer, 2 providers, fee
+    assert_frame_equal(cycle_entries(database, "2026-11-26").collect(), pl.DataFrame(schema=tables.ENTRY_SCHEMA))
+    charged = tables.credit_statement(cycle_entries(database, cycle.key)).collect()["charge_ucr"].sum()
+    assert charged == sum(row["charge_ucr"] for row in usage_rows)
+    assert verify_chain(database).ok
