@@ -23,8 +23,9 @@ def main() -> int:
     for name in PRIMITIVES:
         for text in primitives.report_lines(name, quick):
             line(text)
+    # The fixed cost of a Dagster run (~0.5 s here) weighs less as the workload grows: three sizes show it.
     sizes = [(2_000_000, "none")] if quick else [(100_000_000, "none"), (100_000_000, "replay_sample"),
-                                                 (400_000_000, "none")]
+                                                 (400_000_000, "none"), (1_000_000_000, "none")]
     for draws, verification in sizes:
         line(f"== lifecycle through Dagster / kernel-only, verification {verification} ==")
         measured = lifecycle.bench_lifecycle(draws, verification)
