@@ -31,7 +31,8 @@ def main() -> int:
         measured = lifecycle.bench_lifecycle(draws, verification)
         line(f"{measured['draws']:,} draws, {measured['shards']} shards: kernel {measured['kernel_s']:.2f} s, "
              f"lifecycle {measured['lifecycle_s']:.2f} s, ratio {measured['ratio']:.3f} (target <= 1.2)")
-    line("== verification overhead: lifecycle wall time per mode / mode none; replay / original run ==")
+    line(f"== verification overhead ({lifecycle.VERIFICATION_SHARDS} shards, Agents with established records): "
+         "lifecycle wall time per mode / mode none; replay / original run ==")
     verification = lifecycle.bench_verification(4_000_000 if quick else 100_000_000)
     for mode, ratio in verification["ratios"].items():
         line(f"{mode:<18} {verification['seconds'][mode]:.2f} s  ratio {ratio:.3f}")
