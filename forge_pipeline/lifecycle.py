@@ -149,7 +149,7 @@ def aggregate_workload(engine: Engine, planned: dict, report: dict, artifacts_ro
                                   root, artifacts)
         evidence_digest = write_bundle(directory, manifest, output)
     return {"workload_id": workload_id, "output": output, "output_digest": output_digest, "merkle_root": root,
-            "evidence_digest": evidence_digest, "evidence_path": evidence_path, "evidence_directory": str(directory), "backends": manifest["backends"],
+            "evidence_digest": evidence_digest, "evidence_path": evidence_path, "backends": manifest["backends"],
             "kernel_digest": manifest["kernel_digest"]}
 
 

@@ -18,6 +18,7 @@ from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, Asset
 
 from forge_pipeline import lifecycle
 from forge_pipeline.assign.pool import HARDWARE_CLASSES
+from forge_pipeline.aggregate.evidence import evidence_directory
 from forge_pipeline.canonical import digest
 from forge_pipeline.deploy.kubernetes import K8S_CONFIG_TAG, step_k8s_config
 from forge_pipeline.execute.primitives import get_primitive
@@ -155,19 +156,19 @@ def evidence_bundle(context: AssetExecutionContext, execution_plan: dict, verifi
                     database: ForgeDatabaseResource, artifacts: ArtifactStoreResource):
     """The exact merged output and its manifest (Merkle root of shard digests, bundle digest)."""
     evidence = lifecycle.aggregate_workload(database.engine(), execution_plan, verification_report, artifacts.path())
+    directory = evidence_directory(evidence["evidence_path"], artifacts.path())
     summary = get_primitive(execution_plan["plan"]["primitive"]).output_summary(evidence["output"])
     table = summary.pop("table_markdown")
     yield Output(evidence, metadata={
         "output_digest": evidence["output_digest"], "merkle_root": evidence["merkle_root"],
-        "evidence_digest": evidence["evidence_digest"], "evidence_path": MetadataValue.path(evidence["evidence_directory"]),
+        "evidence_digest": evidence["evidence_digest"], "evidence_path": MetadataValue.path(str(directory)),
         "backends": ", ".join(evidence["backends"]), "output_summary": MetadataValue.md(table), **summary,
     })
-    yield _evidence_check(evidence)
+    yield _evidence_check(evidence, directory)
 
 
-def _evidence_check(evidence: dict) -> AssetCheckResult:
+def _evidence_check(evidence: dict, directory: Path) -> AssetCheckResult:
     """Re-read the bundle from disk: its manifest digest and output digest must be what was recorded."""
-    directory = Path(evidence["evidence_directory"])
     manifest = json.loads((directory / "manifest.json").read_text())
     output = json.loads((directory / "output.json").read_text())
     passed = digest(manifest) == evidence["evidence_digest"] and digest(output) == evidence["output_digest"]
