@@ -12,12 +12,13 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from forge_pipeline.intake.limits import MAX_JSON_BYTES
 from forge_pipeline.intake.problems import Problem, RequestInvalid
-from forge_pipeline.intake.request import WorkloadRequest, parse_document, validate_request
 from forge_pipeline.replay import ReplayImpossible
 from forge_pipeline.states import IllegalTransition, State
 from forge_pipeline.storage import records
-from forge_pipeline.storage.database import database_url, open_engine
+from forge_pipeline.settings import check_settings
+from forge_pipeline.storage.database import DatabaseUnreachable, database_url, open_engine
 
 EXIT_OK, EXIT_PROBLEM, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -34,68 +35,35 @@ def existing_engine():
     return open_engine()
 
 
-def check_settings() -> None:
-    """Every setting read from the environment, checked before anything runs (exit 2 when bad)."""
-    from sqlalchemy.engine import make_url
-
-    from forge_pipeline.assign.assignment import gpu_batch_placement
-    from forge_pipeline.execute.backend import DEVICE_CHOICES
-    from forge_pipeline.settle.settlement import billing_cadence
-
-    problems = []
-    try:
-        make_url(database_url()).get_dialect()
-    except Exception as error:  # SQLAlchemy raises several types for a bad URL or a missing driver
-        problems.append(Problem("FORGE_DATABASE_URL", f"not a usable database URL: {error}"))
-    if os.environ.get("FORGE_DEVICE", "auto").lower() not in DEVICE_CHOICES:
-        problems.append(Problem("FORGE_DEVICE", f"must be one of {', '.join(DEVICE_CHOICES)}"))
-    try:
-        gpu_batch_placement()
-    except ValueError as error:
-        problems.append(Problem("FORGE_GPU_BATCHES", str(error)))
-    try:
-        billing_cadence()
-    except ValueError as error:
-        problems.append(Problem("FORGE_BILLING_CYCLE", str(error)))
-    if problems:
-        raise RequestInvalid(problems)
-
-
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def read_requests(paths: list[str]) -> list[WorkloadRequest]:
-    """Validate every file before storing any, so one bad file stores nothing."""
-    valid, problems = [], []
+def read_request_files(paths: list[str]) -> list[tuple[str, bytes]]:
+    """Each file's bytes, at most one byte past the document limit (a larger file is refused by size
+    without being read whole); every unreadable file is a problem, all named at once."""
+    documents, problems = [], []
     for path in paths:
         try:
-            text = Path(path).read_bytes()
-        except OSError as error:
-            problems.append(Problem(path, f"cannot read: {error.strerror}"))
-            continue
-        try:
-            valid.append(validate_request(parse_document(text, path)))
-        except RequestInvalid as error:
-            problems += [problem if problem.path.startswith(path) else Problem(f"{path}: {problem.path}", problem.message)
-                         for problem in error.problems]
+            with open(path, "rb") as handle:
+                documents.append((path, handle.read(MAX_JSON_BYTES + 1)))
+        except (OSError, ValueError) as error:  # ValueError: a NUL byte in the name
+            problems.append(Problem(path, f"cannot read: {getattr(error, 'strerror', None) or error}"))
     if problems:
         raise RequestInvalid(problems)
-    return valid
+    return documents
 
 
 def submit(paths: list[str]) -> list[str]:
-    from forge_pipeline.assign.assignment import require_capable_pool
+    """Admit the request files, all or none (`forge_pipeline.intake.admission`); the database is
+    opened only once every file is valid, so a refused submit writes nothing."""
     from forge_pipeline.assign.pool import load_pool
+    from forge_pipeline.intake.admission import admit_requests
 
-    engine = open_engine()
-    requests = read_requests(paths)
-    pool = load_pool()
-    for request in requests:
-        require_capable_pool(pool, request.document)
-    stored = records.store_requests(engine, requests)  # all or none
-    for request, (workload_id, created) in zip(requests, stored):
-        say(f"{'submitted' if created else 'already submitted'}: {request.document['request_id']} -> {workload_id}")
+    documents = read_request_files(paths)
+    stored = admit_requests(documents, load_pool(), open_engine)
+    for (path, _), (workload_id, created) in zip(documents, stored):
+        say(f"{'submitted' if created else 'already submitted'}: {path} -> {workload_id}")
     return [workload_id for workload_id, _ in stored]
 
 
@@ -405,7 +373,25 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def undecodable_arguments(argv: list[str]) -> list[Problem]:
+    """Arguments that are not UTF-8 text (Python keeps their bytes as lone surrogates): refused,
+    since an id, an organization or a reason must print and compare as the text it is."""
+    problems = []
+    for index, argument in enumerate(argv, start=1):
+        try:
+            argument.encode("utf-8")
+        except UnicodeEncodeError as error:
+            shown = argument.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+            problems.append(Problem(f"argument {index}", f"not UTF-8 text at character {error.start}: {shown}"))
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if problems := undecodable_arguments(argv):
+        for problem in problems:
+            say(f"error: {problem}")
+        return EXIT_BAD_INPUT
     arguments = parser().parse_args(argv)
     try:
         check_settings()
@@ -419,6 +405,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except IllegalTransition as error:
         say(f"error: {error}")
+        return EXIT_BAD_INPUT
+    except DatabaseUnreachable as error:
+        say(f"error: FORGE_DATABASE_URL: {error}")
         return EXIT_BAD_INPUT
 
 

@@ -14,12 +14,10 @@ from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from forge_pipeline.execute.primitives import PRIMITIVES
-from forge_pipeline.intake.problems import Problem, Problems, RequestInvalid, decimal_text, join
+from forge_pipeline.intake.documents import load_document
+from forge_pipeline.intake.problems import Problem, Problems, RequestInvalid, join
 
-AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HARDWARE_CLASSES = ("gpu", "cpu")
 FAULT_KINDS = ("crash", "timeout", "corrupt", "lazy", "slow")
 FAMILIES = tuple(sorted({primitive.family for primitive in PRIMITIVES.values()}))
@@ -74,15 +72,16 @@ def load_pool(path: str | os.PathLike | None = None) -> Pool:
     if path:
         source = str(path)
         try:
-            text = Path(path).read_text()
-        except OSError as error:
-            raise RequestInvalid([Problem(source, f"cannot read pool file: {error.strerror}")]) from None
+            text = Path(path).read_bytes()
+        except (OSError, ValueError) as error:  # ValueError: a NUL byte in the name
+            reason = getattr(error, "strerror", None) or error
+            raise RequestInvalid([Problem(source, f"cannot read pool file: {reason}")]) from None
     else:
-        source, text = "(built-in pool)", resources.files("forge_pipeline.catalog").joinpath("pool.yaml").read_text()
+        source, text = "(built-in pool)", resources.files("forge_pipeline.catalog").joinpath("pool.yaml").read_bytes()
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise RequestInvalid([Problem(source, f"malformed YAML: {error}")]) from None
+        document = load_document(text, source)
+    except RequestInvalid as error:
+        raise error.within(source) from None
     return parse_pool(document, source)
 
 
@@ -98,7 +97,7 @@ def parse_pool(document: object, source: str = "(pool)") -> Pool:
         path = join("providers", index)
         if problems.mapping(provider, path, {"id", "agents"}, set()) is None:
             continue
-        provider_id = _identifier(provider.get("id"), join(path, "id"), problems)
+        provider_id = problems.identifier(provider.get("id"), join(path, "id"))
         if provider_id in RESERVED_PROVIDERS:
             problems.add(join(path, "id"), f"{provider_id!r} is reserved for the platform")
         if provider_id in provider_ids:
@@ -120,16 +119,8 @@ def parse_pool(document: object, source: str = "(pool)") -> Pool:
             step_keys.setdefault(parsed.step_key, parsed.agent_id)
             agents.append(parsed)
     if problems.found:
-        raise RequestInvalid([Problem(f"{source}: {problem.path}", problem.message) for problem in problems.found])
+        raise RequestInvalid(problems.found).within(source)
     return Pool(agents=tuple(agents), source=source)
-
-
-def _identifier(value: object, path: str, problems: Problems) -> str | None:
-    text = problems.string(value, path, max_length=64)
-    if text is not None and not AGENT_ID.match(text):
-        problems.add(path, "must use only letters, digits and _ . -")
-        return None
-    return text
 
 
 def _agent(agent: object, path: str, provider_id: str | None, problems: Problems) -> Agent | None:
@@ -137,22 +128,22 @@ def _agent(agent: object, path: str, provider_id: str | None, problems: Problems
     if problems.mapping(agent, path, {"id", "hardware"}, optional) is None:
         return None
     found_before = len(problems.found)
-    agent_id = _identifier(agent.get("id"), join(path, "id"), problems)
+    agent_id = problems.identifier(agent.get("id"), join(path, "id"))
     hardware = problems.string(agent.get("hardware"), join(path, "hardware"), HARDWARE_CLASSES)
     capabilities = agent.get("capabilities", list(FAMILIES))
     if problems.list(capabilities, join(path, "capabilities"), 1, 64) is not None:
         for index, family in enumerate(capabilities):
             problems.string(family, join(join(path, "capabilities"), index), FAMILIES)
-    region = problems.string(agent.get("region", "local"), join(path, "region"), max_length=64)
+    region = problems.identifier(agent.get("region", "local"), join(path, "region"))
     capacity = problems.integer(agent.get("capacity", 1), join(path, "capacity"), 1, MAX_CAPACITY)
     fault = None
     if "fault" in agent:
         fault_path = join(path, "fault")
         if problems.mapping(agent["fault"], fault_path, {"kind"}, {"rate"}) is not None:
             kind = problems.string(agent["fault"].get("kind"), join(fault_path, "kind"), FAULT_KINDS)
-            rate = agent["fault"].get("rate", 1)
-            if problems.fraction(rate, join(fault_path, "rate"), Fraction(0), Fraction(1)) is not None and kind:
-                fault = Fault(kind, decimal_text(rate))
+            rate = problems.decimal(agent["fault"].get("rate", 1), join(fault_path, "rate"), Fraction(0), Fraction(1))
+            if rate is not None and kind:
+                fault = Fault(kind, rate)
     if len(problems.found) > found_before or provider_id is None:
         return None
     return Agent(agent_id, provider_id, hardware, tuple(capabilities), region, capacity, fault)

@@ -7,10 +7,14 @@ booleans; the exception carries all of them.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
+
+from forge_pipeline.intake.decimals import DecimalNumber, DecimalRefused, canonical_decimal_of
+from forge_pipeline.intake.identifiers import IDENTIFIER, IDENTIFIER_RULE
 
 INT64_MAX = (1 << 63) - 1
 
@@ -31,6 +35,23 @@ class RequestInvalid(ValueError):
         self.problems = list(problems)
         super().__init__("\n".join(str(problem) for problem in self.problems))
 
+    def within(self, source: str) -> RequestInvalid:
+        """The same refusal, each problem's path prefixed by `source` (a file name) once."""
+        refused = copy.copy(self)
+        refused.problems = [problem if problem.path == source or problem.path.startswith(f"{source}: ")
+                            else Problem(f"{source}: {problem.path}", problem.message) for problem in self.problems]
+        refused.args = ("\n".join(str(problem) for problem in refused.problems),)
+        return refused
+
+
+class RequestIdConflict(RequestInvalid):
+    """A request_id reused for a different canonical document (an idempotency key's conflict);
+    `indexes` are the positions in the submitted batch of the requests refused."""
+
+    def __init__(self, problems: list[Problem], indexes: list[int]):
+        super().__init__(problems)
+        self.indexes = list(indexes)
+
 
 def join(path: str, key: str | int) -> str:
     if isinstance(key, int):
@@ -40,9 +61,14 @@ def join(path: str, key: str | int) -> str:
 
 @dataclass
 class Problems:
-    """A collector: each `require_*` returns the value when valid, else records and returns None."""
+    """A collector: each check returns the value when valid, else records and returns None.
+
+    `input_area` is the one folder whose files the document may name (its organization's input
+    area, `forge_pipeline.intake.inputs`); None, and no input file may be named.
+    """
 
     found: list[Problem] = field(default_factory=list)
+    input_area: Path | None = None
 
     def add(self, path: str, message: str) -> None:
         self.found.append(Problem(path, message))
@@ -86,20 +112,47 @@ class Problems:
             return None
         return value
 
-    def fraction(self, value: Any, path: str, low: Fraction, high: Fraction,
-                 low_open: bool = False, high_open: bool = False) -> Fraction | None:
-        """An exact probability-like number: a decimal string, an int, or a float read by its shortest repr."""
-        exact = exact_fraction(value)
-        if exact is None:
-            self.add(path, f"must be a decimal number, got {type_name(value)} {value!r}")
+    def identifier(self, value: Any, path: str) -> str | None:
+        """An id under the one identifier grammar (`forge_pipeline.intake.identifiers`), whole string."""
+        if not isinstance(value, str) or not value:
+            self.add(path, f"must be a non-empty string, got {type_name(value)}")
             return None
+        if IDENTIFIER.fullmatch(value) is None:
+            self.add(path, f"{IDENTIFIER_RULE}, got {value[:140]!r}")
+            return None
+        return value
+
+    def text(self, value: Any, path: str, max_length: int) -> str | None:
+        """Free text: a string of at most `max_length` printable characters (no control characters)."""
+        if not isinstance(value, str):
+            self.add(path, f"must be a string, got {type_name(value)}")
+            return None
+        if len(value) > max_length:
+            self.add(path, f"must be at most {max_length} characters")
+            return None
+        if not value.isprintable():
+            self.add(path, "must not hold control, format or separator characters (other than the space)")
+            return None
+        return value
+
+    def decimal(self, value: Any, path: str, low: Fraction, high: Fraction,
+                low_open: bool = False, high_open: bool = False) -> str | None:
+        """An exact decimal in a range: its canonical text (`forge_pipeline.intake.decimals`), whose
+        `Fraction` is exactly the value written (0.1 is one tenth, not the nearest double)."""
+        try:
+            canonical = canonical_decimal_of(value)
+        except DecimalRefused as refused:
+            shown = f" {str(value)[:80]!r}" if isinstance(value, (str, DecimalNumber, float)) else ""
+            self.add(path, f"{refused}, got {type_name(value)}{shown}")
+            return None
+        exact = Fraction(canonical)
         too_low = exact <= low if low_open else exact < low
         too_high = exact >= high if high_open else exact > high
         if too_low or too_high:
             left, right = "(" if low_open else "[", ")" if high_open else "]"
-            self.add(path, f"must be in {left}{low}, {high}{right}, got {value}")
+            self.add(path, f"must be in {left}{low}, {high}{right}, got {canonical}")
             return None
-        return exact
+        return canonical
 
     def list(self, value: Any, path: str, min_items: int, max_items: int) -> list | None:
         if not isinstance(value, list):
@@ -114,26 +167,7 @@ class Problems:
         return value
 
 
-def exact_fraction(value: Any) -> Fraction | None:
-    """Fraction(str(x)) per DESIGN §3.3: 0.1 means one tenth, not the nearest double."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float, str)):
-        try:
-            decimal = Decimal(str(value).strip())
-        except InvalidOperation:
-            return None
-        if not decimal.is_finite():
-            return None
-        return Fraction(decimal)
-    return None
-
-
 def type_name(value: Any) -> str:
     return {dict: "mapping", list: "list", str: "string", bool: "boolean", int: "integer",
-            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+            float: "number", DecimalNumber: "number", type(None): "null"}.get(type(value), type(value).__name__)
 
-
-def decimal_text(original: Any) -> str:
-    """The canonical text of a decimal the user wrote (`0.1`, `"0.10"` -> `0.1`); Fraction(text) is exact."""
-    return format(Decimal(str(original).strip()).normalize(), "f")

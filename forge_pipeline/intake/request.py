@@ -9,25 +9,22 @@ every problem; nothing is stored by this module.
 from __future__ import annotations
 
 import hashlib
-import json
-import re
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-import yaml
-
 from forge_pipeline.execute.primitives import PRIMITIVES
-from forge_pipeline.intake.problems import Problem, Problems, RequestInvalid, decimal_text, join
+from forge_pipeline.intake.documents import check_limits, load_document
+from forge_pipeline.intake.inputs import input_area
+from forge_pipeline.intake.limits import MAX_TAG_VALUE_CHARS, MAX_TAGS
+from forge_pipeline.intake.problems import Problems, join
 
-IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+IDENTIFIER_FIELDS = ("request_id", "organization", "project", "workspace", "adapter")
 VERIFICATION_MODES = ("none", "spot", "replay_sample", "multi_node", "aggregation_check")
 MAX_REPLICAS = 5
 EXECUTION_CLASSES = ("any", "gpu", "cpu")
-MAX_DOCUMENT_BYTES = 8 << 20
-MAX_TAGS = 32
 UINT64_MAX = (1 << 64) - 1
 REQUIRED_FIELDS = {"request_id", "organization", "project", "workspace", "adapter", "primitive", "profile", "arguments"}
 OPTIONAL_FIELDS = {"policy", "replay", "tags"}
@@ -46,8 +43,9 @@ class WorkloadRequest:
 
 @lru_cache(maxsize=1)
 def profiles() -> dict[str, dict]:
-    text = resources.files("forge_pipeline.catalog").joinpath("profiles.yaml").read_text()
-    return yaml.safe_load(text)
+    """The execution profiles: policy defaults, and `max_work_units`, the most one request may ask for."""
+    return load_document(resources.files("forge_pipeline.catalog").joinpath("profiles.yaml").read_bytes(),
+                         "profiles.yaml")
 
 
 def workload_id_for(organization: str, request_id: str) -> str:
@@ -55,44 +53,24 @@ def workload_id_for(organization: str, request_id: str) -> str:
     return "wl_" + hashlib.sha256(f"{organization}\x00{request_id}".encode()).hexdigest()[:20]
 
 
-def parse_document(text: str | bytes, source: str = "(document)") -> Any:
-    """JSON or YAML (JSON is YAML); a syntax error is one problem naming the line."""
-    if len(text) > MAX_DOCUMENT_BYTES:
-        raise RequestInvalid([Problem(source, f"larger than {MAX_DOCUMENT_BYTES} bytes")])
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise RequestInvalid([Problem(source, f"not UTF-8 text ({error.reason})")]) from None
-    stripped = text.lstrip()
-    try:
-        if stripped.startswith(("{", "[")):
-            return json.loads(text)
-        return yaml.safe_load(text)
-    except json.JSONDecodeError as error:
-        raise RequestInvalid([Problem(source, f"malformed JSON at line {error.lineno} column {error.colno}: {error.msg}")]) from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        reason = getattr(error, "problem", None) or str(error)
-        raise RequestInvalid([Problem(source, f"malformed YAML{where}: {reason}")]) from None
-
-
 def validate_request(document: Any) -> WorkloadRequest:
+    """Validate a parsed request (`load_document`, or a document built in Python, which is held to the
+    same limits) into its canonical form; raises RequestInvalid with every problem by field path."""
+    check_limits(document)
     problems = Problems()
     request = problems.mapping(document, "", REQUIRED_FIELDS, OPTIONAL_FIELDS)
     problems.raise_if_any()
-    for field in ("request_id", "organization", "project", "workspace", "adapter"):
-        if field in request:
-            value = problems.string(request[field], field, max_length=128)
-            if value is not None and not IDENTIFIER.match(value):
-                problems.add(field, "must start with a letter or digit and use only letters, digits and _ . : -")
+    identifiers = {field: problems.identifier(request[field], field) for field in IDENTIFIER_FIELDS if field in request}
+    if identifiers.get("organization"):
+        problems.input_area = input_area(identifiers["organization"])
     primitive = _primitive(request, problems)
     profile = _profile(request, problems)
     arguments = primitive.normalize_arguments(request["arguments"], problems) if primitive and "arguments" in request else None
     policy = _policy(request.get("policy", {}), profile, primitive, problems)
     replay = _replay(request.get("replay", {}), problems)
     tags = _tags(request.get("tags", {}), problems)
+    if arguments is not None and policy is not None and profile is not None:
+        _within_work_unit_limit(primitive, arguments, profile, problems)
     problems.raise_if_any()
     canonical = {
         "request_id": request["request_id"],
@@ -136,30 +114,39 @@ def _policy(policy: Any, profile: dict | None, primitive, problems: Problems) ->
         return None
     resolved = {**profile, **policy}
     verification = problems.string(resolved["verification"], "policy.verification", VERIFICATION_MODES)
-    rate = problems.fraction(resolved["sample_rate"], "policy.sample_rate", Fraction(0), Fraction(1))
+    rate = problems.decimal(resolved["sample_rate"], "policy.sample_rate", Fraction(0), Fraction(1))
     execution_class = problems.string(resolved["execution_class"], "policy.execution_class", EXECUTION_CLASSES)
-    max_credits = resolved.get("max_credits_ucr")
+    max_credits = resolved.get("max_credits_ucr")  # null: no cap
     if max_credits is not None:
         max_credits = problems.integer(max_credits, "policy.max_credits_ucr", 0, (1 << 63) - 1)
-    shard_size = resolved.get("shard_size", primitive.default_shard_size if primitive else None)
-    if shard_size is not None:
-        shard_size = problems.integer(shard_size, "policy.shard_size", 1, 10**12)
+    shard_size = None
+    if "shard_size" in resolved or primitive is not None:  # given, null included, or the primitive's default
+        shard_size = problems.integer(resolved.get("shard_size", primitive and primitive.default_shard_size),
+                                      "policy.shard_size", 1, 10**12)
     replicas = resolved.get("replicas", 2 if verification == "multi_node" else 1)
-    if verification != "multi_node" and replicas != 1:
-        problems.add("policy.replicas", "applies only with verification multi_node")
-        replicas = None
-    elif verification == "multi_node":
+    if verification == "multi_node":
         replicas = problems.integer(replicas, "policy.replicas", 2, MAX_REPLICAS)
+    elif type(replicas) is not int or replicas != 1:
+        problems.add("policy.replicas", "applies only with verification multi_node (else it is 1)")
+        replicas = None
     if None in (verification, rate, execution_class, shard_size, replicas):
         return None
     return {
         "verification": verification,
-        "sample_rate": decimal_text(resolved["sample_rate"]),
+        "sample_rate": rate,
         "execution_class": execution_class,
         "max_credits_ucr": max_credits,
         "shard_size": shard_size,
         "replicas": replicas,
     }
+
+
+def _within_work_unit_limit(primitive, arguments: dict, profile: dict, problems: Problems) -> None:
+    """The profile's `max_work_units` bounds one request, before it is stored or planned."""
+    units = primitive.work_units(arguments, 0, primitive.item_count(arguments))
+    if units > profile["max_work_units"]:
+        problems.add("arguments", f"{units} {primitive.work_unit}s; profile allows at most "
+                                  f"{profile['max_work_units']} work units per request")
 
 
 def _replay(replay: Any, problems: Problems) -> dict:
@@ -172,13 +159,12 @@ def _replay(replay: Any, problems: Problems) -> dict:
 
 
 def _tags(tags: Any, problems: Problems) -> dict:
+    """Tag keys are identifiers; tag values are printable text (no control characters)."""
     if problems.mapping(tags, "tags", set(), set(tags) if isinstance(tags, dict) else set()) is None:
         return {}
     if len(tags) > MAX_TAGS:
         problems.add("tags", f"at most {MAX_TAGS} tags")
     for key, value in tags.items():
-        if not isinstance(key, str) or not IDENTIFIER.match(key):
-            problems.add(join("tags", str(key)), "tag names use letters, digits and _ . : -")
-        elif not isinstance(value, str) or len(value) > 256:
-            problems.add(join("tags", key), "tag values are strings of at most 256 characters")
+        if problems.identifier(key, join("tags", str(key))) is not None:
+            problems.text(value, join("tags", key), MAX_TAG_VALUE_CHARS)
     return dict(tags)

@@ -5,13 +5,12 @@ each new Pending workload into a dynamic partition and requests its lifecycle ru
 from dagster import (Config, DefaultSensorStatus, Failure, OpExecutionContext, RunRequest, SensorEvaluationContext,
                      SensorResult, define_asset_job, job, op, sensor)
 
+from forge_pipeline.intake.admission import admit_requests
 from forge_pipeline.intake.problems import RequestInvalid
-from forge_pipeline.intake.request import parse_document, validate_request
-from forge_pipeline.assign.assignment import require_capable_pool
 from forge_pipeline.orchestration.resources import AgentPoolResource, ForgeDatabaseResource
 from forge_pipeline.orchestration.workload_assets import WORKLOAD_ASSETS, workload_partitions
 from forge_pipeline.states import State
-from forge_pipeline.storage.records import list_workload_ids, store_request
+from forge_pipeline.storage.records import list_workload_ids
 
 workload_lifecycle_job = define_asset_job(
     "workload_lifecycle", selection=WORKLOAD_ASSETS,
@@ -26,11 +25,11 @@ class SubmitRequestConfig(Config):
 @op
 def submit_workload_request(context: OpExecutionContext, config: SubmitRequestConfig,
                             database: ForgeDatabaseResource, agent_pool: AgentPoolResource) -> str:
-    """Validate and store one request; an invalid one fails with every problem by field path."""
+    """Admit one request (`admit_requests`, as `forge-pool submit` does); a refused one fails with the
+    list of every problem by field path as its message, no traceback, and stores nothing."""
     try:
-        request = validate_request(parse_document(config.document, "config.document"))
-        require_capable_pool(agent_pool.pool(), request.document)
-        workload_id, created = store_request(database.engine(), request)
+        [(workload_id, created)] = admit_requests([("config.document", config.document)], agent_pool.pool(),
+                                                  database.engine)
     except RequestInvalid as error:
         raise Failure(description=f"request refused:\n{error}", allow_retries=False) from None
     context.log.info(f"{'admitted' if created else 'already admitted'} {workload_id}")

@@ -9,6 +9,7 @@ field or a non-integer amount is refused with every problem named by its field p
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from dataclasses import dataclass
@@ -18,15 +19,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-import yaml
-
+from forge_pipeline.intake.documents import load_document
 from forge_pipeline.intake.problems import Problem, Problems, RequestInvalid, join
 from forge_pipeline.intake.request import VERIFICATION_MODES
 from forge_pipeline.settle.integers import BPS_WHOLE
 
-VERSION = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")  # ISO dates: text order is time order
-PRIMITIVE_NAME = re.compile(r"^[a-z0-9_]+/[a-z0-9_]+@[1-9][0-9]*$")
-PROFILE_NAME = re.compile(r"^[a-z0-9_]+@[1-9][0-9]*$")
+VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")  # ISO dates: text order is time order
+# Matched with fullmatch: `$` would also match before a final newline.
+PRIMITIVE_NAME = re.compile(r"[a-z0-9_]+/[a-z0-9_]+@[1-9][0-9]*")
+PROFILE_NAME = re.compile(r"[a-z0-9_]+@[1-9][0-9]*")
 # Limits: a price with a few zeros too many is refused rather than billed.
 MAX_PRICE_UCR = 10**12
 MAX_SURCHARGE_BPS = 10 * BPS_WHOLE
@@ -86,9 +87,10 @@ def load_rate_card(version: str | None = None, path: str | os.PathLike | None = 
         raise ValueError("load_rate_card takes a version or a path, not both")
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as error:
-        raise RateCardInvalid([Problem(source, f"cannot read rate card: {error.strerror}")]) from None
+        text = Path(path).read_bytes()
+    except (OSError, ValueError) as error:  # ValueError: a NUL byte in the name
+        reason = getattr(error, "strerror", None) or error
+        raise RateCardInvalid([Problem(source, f"cannot read rate card: {reason}")]) from None
     return parse_rate_card(_load_yaml(text, source), source)
 
 
@@ -98,29 +100,19 @@ def _packaged_card(version: str) -> RateCard:
     if version not in known:
         raise RateCardInvalid([Problem("version", f"no rate card {version!r}; known: {', '.join(known)}")])
     source = f"rate_cards/{version}.yaml"
-    text = resources.files("forge_pipeline.catalog").joinpath("rate_cards", f"{version}.yaml").read_text(encoding="utf-8")
+    text = resources.files("forge_pipeline.catalog").joinpath("rate_cards", f"{version}.yaml").read_bytes()
     card = parse_rate_card(_load_yaml(text, source), source)
     if card.version != version:
         raise RateCardInvalid([Problem(f"{source}: version", f"must equal the file name {version!r}, got {card.version!r}")])
     return card
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """Plain YAML keeps the last of two equal keys; a second price for one primitive must be an error."""
-
-    def construct_mapping(self, node, deep=False):
-        keys = [self.construct_object(key_node, deep=True) for key_node, _ in node.value]
-        for index, key in enumerate(keys):
-            if key in keys[:index]:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", node.start_mark)
-        return super().construct_mapping(node, deep)
-
-
-def _load_yaml(text: str, source: str) -> Any:
+def _load_yaml(text: str | bytes, source: str) -> Any:
+    """The card's document under the intake limits (duplicate keys refused: a second price is an error)."""
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: plain data only
-    except yaml.YAMLError as error:
-        raise RateCardInvalid([Problem(source, f"malformed YAML: {error}")]) from None
+        return load_document(text, source)
+    except RequestInvalid as error:
+        raise RateCardInvalid(error.problems).within(source) from None
 
 
 def parse_rate_card(document: Any, source: str = "(rate card)") -> RateCard:
@@ -128,14 +120,14 @@ def parse_rate_card(document: Any, source: str = "(rate card)") -> RateCard:
     root = problems.mapping(document, "", FIELDS, set())
     card = _parse_fields(root, problems) if root is not None else None
     if problems.found or card is None:
-        raise RateCardInvalid([Problem(f"{source}: {problem.path}", problem.message) for problem in problems.found])
+        raise RateCardInvalid(problems.found).within(source)
     return card
 
 
 def _parse_fields(root: dict, problems: Problems) -> RateCard | None:
     """Each present field is checked (a missing one is already reported), so one pass names every problem."""
     version = problems.string(root.get("version"), "version", max_length=32) if "version" in root else None
-    if version is not None and not VERSION.match(version):
+    if version is not None and not _is_date(version):
         problems.add("version", f"must be a date YYYY-MM-DD, got {version!r}")
 
     unit_names: dict[str, str] = {}
@@ -193,6 +185,13 @@ def _parse_fields(root: dict, problems: Problems) -> RateCard | None:
     )
 
 
+def _is_date(text: str) -> bool:
+    try:
+        return VERSION.fullmatch(text) is not None and dt.date.fromisoformat(text) is not None
+    except ValueError:
+        return False
+
+
 def _names(parent: dict, key: str, pattern: re.Pattern, form: str, problems: Problems, parent_path: str = "") -> dict:
     """`parent[key]`: a non-empty mapping keyed by names (primitives, profiles); {} after recording a problem."""
     path = join(parent_path, key)
@@ -202,7 +201,7 @@ def _names(parent: dict, key: str, pattern: re.Pattern, form: str, problems: Pro
     if not isinstance(value, dict) or not value:
         problems.add(path, "must be a non-empty mapping")
         return {}
-    valid = {name: item for name, item in value.items() if isinstance(name, str) and pattern.match(name)}
+    valid = {name: item for name, item in value.items() if isinstance(name, str) and pattern.fullmatch(name)}
     for name in sorted(value.keys() - valid.keys(), key=str):
         problems.add(join(path, str(name)), f"must be a name like {form}")
     return valid

@@ -24,7 +24,9 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (BigInteger, Column, Connection, Engine, ForeignKey, Index, Integer, MetaData, String, Table,
-                        Text, UniqueConstraint, create_engine, event, func, select)
+                        Text, UniqueConstraint, create_engine, event, exc, func, select)
+
+from forge_pipeline.home import forge_home
 
 metadata = MetaData()
 
@@ -131,10 +133,6 @@ def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def forge_home() -> Path:
-    return Path(os.environ.get("FORGE_HOME", ".forge")).resolve()
-
-
 def artifacts_root() -> Path:
     """The artifact store: evidence bundles under evidence/<workload>, statements under settlement/<cycle>."""
     return forge_home() / "artifacts"
@@ -210,11 +208,20 @@ def upgrade_database(url: str | None = None) -> Engine:
     by the writer lock: the first migrates, the others find the schema at head.
     """
     url = url or database_url()
-    engine = _ENGINES.get(url) or _new_engine(url)
-    with exclusive_transaction(engine, MIGRATION_LOCK_KEY) as connection:
-        command.upgrade(alembic_config(connection), "head")
+    try:
+        engine = _ENGINES.get(url) or _new_engine(url)
+        with exclusive_transaction(engine, MIGRATION_LOCK_KEY) as connection:
+            command.upgrade(alembic_config(connection), "head")
+    except (exc.OperationalError, exc.InterfaceError, OSError) as error:
+        reason = str(getattr(error, "orig", None) or error).strip().splitlines()
+        raise DatabaseUnreachable(f"cannot open the database: {reason[0] if reason else type(error).__name__}") \
+            from error
     _ENGINES[url] = engine
     return engine
+
+
+class DatabaseUnreachable(ConnectionError):
+    """The database cannot be opened (no server, refused login, a file that cannot be created); one line."""
 
 
 def open_engine(url: str | None = None) -> Engine:

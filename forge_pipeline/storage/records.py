@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select, update
 
 from forge_pipeline.canonical import canonical_json
-from forge_pipeline.intake.problems import Problem, RequestInvalid
+from forge_pipeline.intake.problems import Problem, RequestIdConflict, RequestInvalid
 from forge_pipeline.intake.request import WorkloadRequest
 from forge_pipeline.states import IllegalTransition, State, check_transition
 from forge_pipeline.storage.database import (WORKLOAD_LOCK_KEY, exclusive_transaction, shard_attempts, usage_records,
@@ -33,16 +33,22 @@ def store_request(engine: Engine, request: WorkloadRequest) -> tuple[str, bool]:
     return store_requests(engine, [request])[0]
 
 
-def store_requests(engine: Engine, requests: list[WorkloadRequest]) -> list[tuple[str, bool]]:
+def store_requests(engine: Engine, requests: list[WorkloadRequest],
+                   work_unit_quota: int | None = None) -> list[tuple[str, bool]]:
     """Admit validated requests as Pending workloads, all or none; returns (workload_id, newly_created) each.
 
     `request_id` is the client's idempotency key: the same request again is the same
     workload; the same key with different content (stored, or earlier in the batch) is
-    refused, as a payment API would, and then nothing of the batch is stored.
+    refused with RequestIdConflict, as a payment API would, and then nothing of the batch
+    is stored. With `work_unit_quota`, an organization whose new requests would take it past
+    that many work units this billing cycle is refused (RequestInvalid), in the same transaction.
     """
-    outcome, problems, seen = [], [], {}
+    from forge_pipeline.intake.quota import quota_problems
+
+    outcome, problems, conflicting, seen = [], [], [], {}
     with exclusive_transaction(engine, WORKLOAD_LOCK_KEY) as connection:
-        for request in requests:
+        new = []
+        for index, request in enumerate(requests):
             request_json = canonical_json(request.document).decode()
             existing = seen.get(request.workload_id) or connection.execute(
                 select(workloads.c.request_json).where(workloads.c.workload_id == request.workload_id)
@@ -50,12 +56,18 @@ def store_requests(engine: Engine, requests: list[WorkloadRequest]) -> list[tupl
             if existing is not None and existing != request_json:
                 problems.append(Problem("request_id", f"{request.document['request_id']!r} was already used for a "
                                                       f"different request (workload {request.workload_id})"))
+                conflicting.append(index)
             elif existing is None:
-                _insert_workload(connection, request)
+                new.append(request)
             seen[request.workload_id] = request_json
             outcome.append((request.workload_id, existing is None))
         if problems:
-            raise RequestInvalid(problems)  # rolls the whole batch back
+            raise RequestIdConflict(problems, conflicting)  # rolls the whole batch back
+        if work_unit_quota is not None and (over := quota_problems(connection, [r.document for r in new],
+                                                                    work_unit_quota)):
+            raise RequestInvalid(over)
+        for request in new:
+            _insert_workload(connection, request)
     return outcome
 
 

@@ -21,16 +21,16 @@ FLOATING_POINT_PTX = re.compile(r"\.f(16|32|64)\b")
 def scaffolding(primitive: Primitive):
     """(normalized, refusals, run) bound to one primitive."""
 
-    def normalized(document):
-        """The canonical document; fails the test when validation finds any problem."""
-        problems = Problems()
+    def normalized(document, input_area=None):
+        """The canonical document (input files named inside `input_area`); fails the test on any problem."""
+        problems = Problems(input_area=input_area)
         arguments = primitive.normalize_arguments(copy.deepcopy(document), problems)
         assert not problems.found, problems.found
         return arguments
 
-    def refusals(document):
+    def refusals(document, input_area=None):
         """{field path: message} of a document validation must refuse."""
-        problems = Problems()
+        problems = Problems(input_area=input_area)
         assert primitive.normalize_arguments(document, problems) is None
         return {problem.path: problem.message for problem in problems.found}
 

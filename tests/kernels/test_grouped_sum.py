@@ -125,9 +125,9 @@ def test_parquet_source_sums_like_the_same_rows_inline(tmp_path):
     path = tmp_path / "rows.parquet"
     polars.DataFrame({"account": [k for k, _ in pairs], "cents": [v for _, v in pairs]},
                      schema={"account": polars.Int32, "cents": polars.Int64}).write_parquet(path)
-    arguments = normalized({"parquet": {"path": str(path), "key_column": "account", "value_column": "cents"}})
+    arguments = normalized({"parquet": {"path": str(path), "key_column": "account", "value_column": "cents"}}, tmp_path)
     assert arguments["parquet"]["rows"] == 200
-    assert normalized(arguments) == arguments  # re-validation of the stored request is idempotent
+    assert normalized(arguments, tmp_path) == arguments  # re-validation of the stored request is idempotent
     assert run(arguments, 33) == run(normalized({"rows": pairs}), 200)
 
     polars.DataFrame({"account": [1], "cents": [2]}).write_parquet(path)
@@ -136,10 +136,10 @@ def test_parquet_source_sums_like_the_same_rows_inline(tmp_path):
 
     floats = tmp_path / "floats.parquet"
     polars.DataFrame({"key": [1, None], "value": [0.5, 1.5]}).write_parquet(floats)
-    problems = Problems()
+    problems = Problems(input_area=tmp_path)
     assert PRIMITIVE.normalize_arguments({"parquet": {"path": str(floats)}}, problems) is None
     assert [problem.path for problem in problems.found] == ["arguments.parquet.value_column"]
-    problems = Problems()
+    problems = Problems(input_area=tmp_path)
     assert PRIMITIVE.normalize_arguments({"parquet": {"path": str(floats), "value_column": "missing"}},
                                          problems) is None
     assert [problem.path for problem in problems.found] == ["arguments.parquet.value_column"]

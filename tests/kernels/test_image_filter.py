@@ -83,10 +83,10 @@ def test_pinned_npy_file_gives_the_same_output_as_the_generator(tmp_path):
     arguments = generated(count=6, height=8, width=5)
     path = tmp_path / "images.npy"
     np.save(path, input_images(arguments, 0, 6, NUMPY_BACKEND))
-    from_file = normalized({"npy": {"path": str(path)}})
+    from_file = normalized({"npy": {"path": str(path)}}, tmp_path)
     assert from_file["npy"]["shape"] == [6, 8, 5]
     assert from_file["npy"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert normalized(from_file) == from_file  # re-validation of the stored request is idempotent
+    assert normalized(from_file, tmp_path) == from_file  # re-validation of the stored request is idempotent
     assert run(from_file, 4)["digests"] == run(arguments, 6)["digests"]
 
 
@@ -94,9 +94,9 @@ def test_a_file_that_changed_since_admission_is_refused(tmp_path):
     """Changed bytes fail re-validation and execution by field path, rather than computing on other data."""
     path = tmp_path / "images.npy"
     np.save(path, np.zeros((2, 4, 4), dtype=np.uint8))
-    arguments = normalized({"npy": {"path": str(path)}})
+    arguments = normalized({"npy": {"path": str(path)}}, tmp_path)
     np.save(path, np.ones((2, 4, 4), dtype=np.uint8))
-    problems = Problems()
+    problems = Problems(input_area=tmp_path)
     assert PRIMITIVE.normalize_arguments(arguments, problems) is None
     assert [problem.path for problem in problems.found] == ["arguments.npy.sha256"]
     with pytest.raises(RequestInvalid, match=r"arguments\.npy\.sha256"):
@@ -126,7 +126,7 @@ def test_bad_arguments_are_refused_with_field_paths(tmp_path):
     np.save(tmp_path / "ok.npy", np.zeros((2, 4, 4), dtype=np.uint8))
     cases.append(({"npy": {"path": str(tmp_path / "ok.npy"), "shape": [2, 4, 5]}}, {"arguments.npy.shape"}))
     for document, paths in cases:
-        assert set(refusals(document)) == paths, document
+        assert set(refusals(document, tmp_path)) == paths, document
 
 
 def test_shard_checks_catch_a_tampered_result():
@@ -184,7 +184,7 @@ def test_cupy_path_matches_numpy_on_a_file_source(tmp_path):
     path = tmp_path / "images.npy"
     rng = np.random.default_rng(11)
     np.save(path, rng.integers(0, 256, size=(9, 33, 3), dtype=np.uint8))
-    arguments = normalized({"npy": {"path": str(path)}})
+    arguments = normalized({"npy": {"path": str(path)}}, tmp_path)
     assert PRIMITIVE.execute_shard(arguments, 0, 2, 9, backend) == PRIMITIVE.execute_shard(arguments, 0, 2, 9,
                                                                                           NUMPY_BACKEND)
 

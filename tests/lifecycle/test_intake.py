@@ -6,7 +6,8 @@ from sqlalchemy import func, select
 
 from forge_pipeline.cli import main
 from forge_pipeline.intake.problems import RequestInvalid
-from forge_pipeline.intake.request import parse_document, validate_request
+from forge_pipeline.intake.documents import load_document
+from forge_pipeline.intake.request import validate_request
 from forge_pipeline.storage.database import open_engine, workloads
 from tests.lifecycle.requests import request
 
@@ -56,7 +57,7 @@ def test_every_problem_is_reported_at_once():
 def test_malformed_documents_are_refused(text, expected):
     """Syntax errors and non-mapping documents are one clear problem, not a traceback."""
     with pytest.raises(RequestInvalid, match=expected):
-        validate_request(parse_document(text, "req.yaml"))
+        validate_request(load_document(text, "req.yaml"))
 
 
 def count_workloads() -> int:

@@ -149,13 +149,15 @@ def test_duplicate_key_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("[1, 2", "malformed YAML"),
+    ("[1, 2", "malformed JSON"),
+    ("a: [1, 2\nb: c", "malformed YAML"),
     ("- a list", "(document): must be a mapping, got list"),
-    (GOOD_CARD.replace('"2030-01-01"', "2030-01-01"), "version: must be a non-empty string, got date"),
+    (GOOD_CARD.replace('"2030-01-01"', "2030-13-45"), "version: must be a date YYYY-MM-DD, got '2030-13-45'"),
     (GOOD_CARD.replace('"2030-01-01"', '"latest"'), "version: must be a date YYYY-MM-DD"),
 ])
 def test_malformed_card_is_refused(tmp_path, text, expected):
-    """Broken YAML, a non-mapping document and a bad version are refused, not half-loaded."""
+    """Broken JSON or YAML, a non-mapping document and a bad version (an unquoted date is read as its text, so an
+    impossible date is refused by the version rule, not by a traceback) are refused, not half-loaded."""
     with pytest.raises(RateCardInvalid) as refused:
         load_rate_card(path=write_card(tmp_path, text))
     assert expected in str(refused.value)

@@ -15,13 +15,14 @@ import functools
 import hashlib
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from forge_pipeline.execute.backend import Backend, launch_geometry, raw_kernel
 from forge_pipeline.execute.philox import philox_words
+from forge_pipeline.intake.inputs import confined_input
+from forge_pipeline.intake.limits import MAX_PATH_CHARS
 from forge_pipeline.intake.problems import Problem, Problems, RequestInvalid, join
 
 # The largest pinned input file: image_filter's 2^34 input pixels as a uint8 .npy, plus room for its header.
@@ -65,30 +66,41 @@ def philox_words_on(backend: Backend, seed: int, stream: int, first_word: int, c
 
 
 def pinned_file(value: Any, problems: Problems, path: str, suffix: str, optional: set[str]) -> dict | None:
-    """An input file named by `path`, pinned by the sha256 of its bytes.
+    """An input file named by `path` inside the organization's input area (`problems.input_area`),
+    pinned by the sha256 of its bytes.
 
     The normalized document holds the absolute path and the digest; a digest given by
     the user (or by an earlier normalization) must match, so a file that changed since
-    admission is refused instead of silently computed.
+    admission is refused instead of silently computed. A name outside the area is refused
+    (`forge_pipeline.intake.inputs`), as is any name when no area is given.
     """
     if problems.mapping(value, path, {"path"}, {"sha256"} | optional) is None:
         return None
-    name = problems.string(value.get("path"), join(path, "path"), max_length=4096) if "path" in value else None
+    name = problems.string(value.get("path"), join(path, "path"), max_length=MAX_PATH_CHARS) if "path" in value else None
     if name is None:
         return None
-    resolved = Path(name).expanduser().resolve()
+    if problems.input_area is None:
+        problems.add(join(path, "path"), "input files are read only from an organization's input area")
+        return None
+    try:
+        resolved = confined_input(name, problems.input_area)
+    except ValueError as refused:
+        problems.add(join(path, "path"), str(refused))
+        return None
     if resolved.suffix != suffix:
         problems.add(join(path, "path"), f"must name a {suffix} file")
         return None
-    if not resolved.is_file():
-        problems.add(join(path, "path"), f"no such file: {resolved}")
+    try:
+        if resolved.stat().st_size > MAX_FILE_BYTES:
+            problems.add(join(path, "path"), f"larger than {MAX_FILE_BYTES} bytes")
+            return None
+        file_digest = file_sha256(str(resolved))
+    except OSError as error:
+        problems.add(join(path, "path"), f"cannot be read: {error.strerror or error}")
         return None
-    if resolved.stat().st_size > MAX_FILE_BYTES:
-        problems.add(join(path, "path"), f"larger than {MAX_FILE_BYTES} bytes")
-        return None
-    file_digest = file_sha256(str(resolved))
     if "sha256" in value and value["sha256"] != file_digest:
-        problems.add(join(path, "sha256"), f"the file's sha256 is {file_digest}, not {value['sha256']!r}: "
+        shown = str(value["sha256"])[:80] if isinstance(value["sha256"], str) else type(value["sha256"]).__name__
+        problems.add(join(path, "sha256"), f"the file's sha256 is {file_digest}, not {shown!r}: "
                                            "it changed since it was pinned, or it is another file")
         return None
     return {"path": str(resolved), "sha256": file_digest}

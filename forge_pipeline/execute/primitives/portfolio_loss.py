@@ -18,7 +18,7 @@ import numpy as np
 from forge_pipeline.execute.backend import Backend, launch_geometry, raw_kernel
 from forge_pipeline.execute.philox import philox_words
 from forge_pipeline.execute.primitives.base import Primitive
-from forge_pipeline.intake.problems import INT64_MAX, Problems, decimal_text, join
+from forge_pipeline.intake.problems import INT64_MAX, Problems, join
 
 MAX_SCENARIOS = 10**11
 MAX_OBLIGORS = 100_000
@@ -78,11 +78,11 @@ class PortfolioLoss(Primitive):
                 continue
             exposure = problems.integer(obligor.get("exposure"), join(item_path, "exposure"), 0, INT64_MAX) \
                 if "exposure" in obligor else None
-            pd = problems.fraction(obligor.get("pd"), join(item_path, "pd"), Fraction(0), Fraction(1)) \
+            pd = problems.decimal(obligor.get("pd"), join(item_path, "pd"), Fraction(0), Fraction(1)) \
                 if "pd" in obligor else None
             if exposure is not None and pd is not None:
                 # pd is kept as the exact decimal the user wrote: the threshold is derived from it.
-                normalized.append({"exposure": exposure, "pd": decimal_text(obligor["pd"])})
+                normalized.append({"exposure": exposure, "pd": pd})
         return normalized if len(normalized) == len(items) else None
 
     @staticmethod
@@ -92,10 +92,9 @@ class PortfolioLoss(Primitive):
             return None
         normalized = []
         for index, quantile in enumerate(items):
-            value = problems.fraction(quantile, join(path, index), Fraction(0), Fraction(1),
-                                      low_open=True, high_open=True)
-            if value is not None:
-                text = decimal_text(quantile)
+            text = problems.decimal(quantile, join(path, index), Fraction(0), Fraction(1),
+                                    low_open=True, high_open=True)
+            if text is not None:
                 if text in normalized:
                     problems.add(join(path, index), f"duplicate quantile {text}")
                 normalized.append(text)
