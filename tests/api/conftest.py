@@ -54,8 +54,12 @@ def bearer(key: str) -> dict:
 
 
 def small_request(organization: str, request_id: str, **changes) -> dict:
-    return request(organization=organization, request_id=request_id, arguments={"scenarios": 600},
-                   policy={"shard_size": 200}, **changes)
+    """A 600-scenario portfolio-loss request in 3 shards; `arguments` and `policy` changes are merged."""
+    document = request(organization=organization, request_id=request_id, arguments={"scenarios": 600},
+                       policy={"shard_size": 200})
+    for key, value in changes.items():
+        document[key] = {**document[key], **value} if key in ("arguments", "policy") else value
+    return document
 
 
 def build_world(settings: ApiSettings | None = None) -> World:
