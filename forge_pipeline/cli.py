@@ -148,18 +148,9 @@ def command_demo(arguments) -> int:
 
 def cycle_argument(text: str) -> str:
     """A billing cycle given as a date; refused (exit 2) when it is not one."""
-    import datetime as dt
+    from forge_pipeline.settle.settlement import parse_cycle
 
-    from forge_pipeline.settle.settlement import BILLING_START, cycle_of
-    try:
-        day = dt.date.fromisoformat(text)
-    except ValueError:
-        raise RequestInvalid([Problem("cycle", f"must be a date YYYY-MM-DD, got {text!r}")]) from None
-    today = dt.datetime.now(dt.timezone.utc).date()
-    if not BILLING_START <= day <= today:
-        raise RequestInvalid([Problem("cycle", f"{text} is outside the billing cycles, {BILLING_START} to today "
-                                               f"({today}, the open cycle)")])
-    return cycle_of(day).key
+    return parse_cycle(text)
 
 
 def settle(cycle_key: str) -> bool:
@@ -317,6 +308,48 @@ def command_ui(arguments) -> int:
     os.execvp(command[0], command)
 
 
+def command_serve(arguments) -> int:
+    import uvicorn
+
+    from forge_pipeline.api.app import ApiSettings, create_app
+
+    app = create_app(ApiSettings.from_environment())  # bad settings, pool file or database: exit 2 before serving
+    say(f"Forge Pool Web Core API on http://{arguments.host}:{arguments.port} (OpenAPI at /openapi.json)")
+    uvicorn.run(app, host=arguments.host, port=arguments.port, log_level="warning", timeout_keep_alive=5,
+                limit_concurrency=arguments.max_connections, backlog=1024)
+    return EXIT_OK
+
+
+def command_keys_create(arguments) -> int:
+    from forge_pipeline.api.keys import Kind, create_key
+
+    kind, owner = ((Kind.ORGANIZATION, arguments.org) if arguments.org else
+                   (Kind.PROVIDER, arguments.provider) if arguments.provider else (Kind.OPERATOR, ""))
+    key_id, key = create_key(open_engine(), kind, owner, arguments.scope)
+    say(f"created {kind.value} key {key_id}{f' for {owner}' if owner else ''}; "
+        "it is shown once, here, and stored only as a salted hash")
+    print(key)
+    return EXIT_OK
+
+
+def command_keys_list(arguments) -> int:
+    from forge_pipeline.api.keys import list_keys
+
+    for key in list_keys(existing_engine()):
+        state = f"revoked {key['revoked_at']}" if key["revoked_at"] else "active"
+        print(f"{key['key_id']}  {key['kind']:<12} {key['owner'] or '-':<16} {key['scopes']:<30} "
+              f"created {key['created_at']}  {state}")
+    return EXIT_OK
+
+
+def command_keys_revoke(arguments) -> int:
+    from forge_pipeline.api.keys import revoke_key
+
+    revoked = revoke_key(existing_engine(), arguments.key_id)
+    say(f"{arguments.key_id} {'revoked' if revoked else 'was already revoked'}")
+    return EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="forge-pool", description="Forge Pool execution accounting")
     commands = root.add_subparsers(dest="command", required=True)
@@ -367,6 +400,24 @@ def parser() -> argparse.ArgumentParser:
     db_parser = commands.add_parser("db", help="database commands").add_subparsers(dest="db", required=True)
     db_parser.add_parser("upgrade", help="migrate the database to the newest schema (Alembic)") \
         .set_defaults(handler=command_db_upgrade)
+    serve_parser = commands.add_parser("serve", help="the Web Core HTTP API (docs/api.md)")
+    serve_parser.add_argument("--host", default="127.0.0.1")
+    serve_parser.add_argument("--port", type=int, default=8080)
+    serve_parser.add_argument("--max-connections", type=int, default=1000,
+                              help="concurrent connections before the server answers 503")
+    serve_parser.set_defaults(handler=command_serve)
+    keys_parser = commands.add_parser("keys", help="API keys of the HTTP API").add_subparsers(dest="keys", required=True)
+    keys_create = keys_parser.add_parser("create", help="a new key, printed once on stdout")
+    owner = keys_create.add_mutually_exclusive_group(required=True)
+    owner.add_argument("--org", help="an organization's key (scopes submit, read, export, dispute)")
+    owner.add_argument("--provider", help="a provider's key (scope payouts)")
+    owner.add_argument("--operator", action="store_true", help="an operator's key (every endpoint, every organization)")
+    keys_create.add_argument("--scope", action="append", help="a scope to grant (repeatable; default: all of the kind)")
+    keys_create.set_defaults(handler=command_keys_create)
+    keys_parser.add_parser("list", help="every key (never its secret)").set_defaults(handler=command_keys_list)
+    keys_revoke = keys_parser.add_parser("revoke", help="revoke a key by its id")
+    keys_revoke.add_argument("key_id")
+    keys_revoke.set_defaults(handler=command_keys_revoke)
     ui_parser = commands.add_parser("ui", help="the Dagster UI on this home")
     ui_parser.add_argument("--port", type=int, default=3000)
     ui_parser.set_defaults(handler=command_ui)

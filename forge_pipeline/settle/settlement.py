@@ -24,6 +24,7 @@ import polars as pl
 from sqlalchemy import Engine, exists, literal, select
 
 from forge_pipeline.canonical import canonical_json
+from forge_pipeline.intake.problems import Problem, RequestInvalid
 from forge_pipeline.ledger.ledger import Transaction, entries, post_transaction, post_transactions
 from forge_pipeline.settle.pricing import Charge, apply_budget_cap, estimate_charge, price_workload
 from forge_pipeline.settle.rate_card import load_rate_card
@@ -63,11 +64,30 @@ def cycle_of(day: dt.date, cadence: str | None = None) -> Cycle:
     return Cycle(first.isoformat(), f"{first.isoformat()}T00:00:00.000000Z", f"{following.isoformat()}T00:00:00.000000Z")
 
 
+def parse_cycle(text: str) -> str:
+    """The key of the billing cycle holding the date `text` (YYYY-MM-DD), between BILLING_START and
+    today (the open cycle); RequestInvalid (path `cycle`) otherwise."""
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise RequestInvalid([Problem("cycle", f"must be a date YYYY-MM-DD, got {text!r}")]) from None
+    today = dt.datetime.now(dt.timezone.utc).date()
+    if not BILLING_START <= day <= today:
+        raise RequestInvalid([Problem("cycle", f"{text} is outside the billing cycles, {BILLING_START} to today "
+                                               f"({today}, the open cycle)")])
+    return cycle_of(day).key
+
+
+def planned_estimate(document: dict, plan: dict) -> Charge:
+    """The charge known at planning (the current rate card; no output yet, so no artifact or
+    retention price), before the budget cap."""
+    return estimate_charge(load_rate_card(), plan["primitive"], document["profile"],
+                           plan["verification"]["mode"], plan["work_units"], len(plan["shards"]))
+
+
 def check_budget(document: dict, plan: dict) -> None:
     """Refuse at planning (BudgetExceeded) a workload whose known charge is over its cap."""
-    estimate = estimate_charge(load_rate_card(), plan["primitive"], document["profile"],
-                               plan["verification"]["mode"], plan["work_units"], len(plan["shards"]))
-    apply_budget_cap(estimate, document["policy"]["max_credits_ucr"])
+    apply_budget_cap(planned_estimate(document, plan), document["policy"]["max_credits_ucr"])
 
 
 def price_finalized(document: dict, plan: dict, nonbillable_units: int, output: dict,

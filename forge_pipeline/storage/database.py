@@ -129,6 +129,20 @@ ledger_entries = Table(
 )
 
 
+# Web Core API keys (forge_pipeline/api/keys.py): only a salted hash of each key's secret is kept.
+api_keys = Table(
+    "api_keys", metadata,
+    Column("key_id", String(32), primary_key=True),  # public part of the key, shown by `keys list`
+    Column("kind", String(16), nullable=False),  # organization | provider | operator
+    Column("owner", String(128), nullable=False),  # the organization or provider id ("" for operator keys)
+    Column("scopes", Text, nullable=False),  # space-separated, sorted
+    Column("salt", String(64), nullable=False),
+    Column("secret_hash", String(64), nullable=False),  # hex HMAC-SHA256(salt, secret)
+    Column("created_at", String(32), nullable=False),
+    Column("revoked_at", String(32)),
+)
+
+
 def utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
