@@ -11,6 +11,7 @@ floating-point contraction can ever change a bit (DESIGN §3.3).
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +24,10 @@ try:  # CuPy is an optional extra; importing it succeeds without a GPU.
 except ImportError:  # pragma: no cover - depends on the machine
     cupy = None
 
-try:  # numba is a dependency, but the NumPy path stays the fallback wherever it cannot install.
-    import numba
-except ImportError:  # pragma: no cover - depends on the machine
-    numba = None
+# numba is a dependency, but the NumPy path stays the fallback wherever it cannot install. It is imported
+# (with forge_pipeline.execute.compiled) only when a shard runs on it: importing it costs a fraction of a
+# second and pulls optional modules (PyYAML) the kernel import path must not need.
+NUMBA_INSTALLED = importlib.util.find_spec("numba") is not None
 
 DEVICE_CHOICES = ("auto", "cpu", "gpu")
 NVRTC_OPTIONS = ("--fmad=false", "--std=c++14")
@@ -52,7 +53,7 @@ NUMBA_BACKEND = Backend(name="numba", xp=np, device="cpu")  # NumPy arrays; the 
 
 def cpu_backend() -> Backend:
     """The compiled backend where numba is installed, the NumPy reference otherwise."""
-    return NUMBA_BACKEND if numba is not None else NUMPY_BACKEND
+    return NUMBA_BACKEND if NUMBA_INSTALLED else NUMPY_BACKEND
 
 
 def cuda_device_visible() -> bool:
