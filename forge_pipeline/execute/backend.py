@@ -1,7 +1,9 @@
 """The backend selector: the only module that imports CuPy.
 
-`select_backend("auto")` gives CuPy when it imports and a CUDA device is visible,
-NumPy otherwise; `"gpu"` insists on a device, `"cpu"` never looks. Kernels are
+`select_backend("auto")` gives CuPy when it imports and a CUDA device is visible, the
+CPU backend otherwise; `"gpu"` insists on a device, `"cpu"` never looks. The CPU backend
+is `numba` (forge_pipeline.execute.compiled, every core) where numba is installed and
+`numpy` (the reference, bit-identical) where it is not. Kernels are
 compiled from the CUDA sources in `kernels/` with FMA contraction off, so no
 floating-point contraction can ever change a bit (DESIGN §3.3).
 """
@@ -9,6 +11,7 @@ floating-point contraction can ever change a bit (DESIGN §3.3).
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +24,11 @@ try:  # CuPy is an optional extra; importing it succeeds without a GPU.
 except ImportError:  # pragma: no cover - depends on the machine
     cupy = None
 
+# numba is a dependency, but the NumPy path stays the fallback wherever it cannot install. It is imported
+# (with forge_pipeline.execute.compiled) only when a shard runs on it: importing it costs a fraction of a
+# second and pulls optional modules (PyYAML) the kernel import path must not need.
+NUMBA_INSTALLED = importlib.util.find_spec("numba") is not None
+
 DEVICE_CHOICES = ("auto", "cpu", "gpu")
 NVRTC_OPTIONS = ("--fmad=false", "--std=c++14")
 
@@ -31,7 +39,7 @@ class BackendUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class Backend:
-    name: str  # "numpy" | "cupy": recorded on every shard attempt
+    name: str  # "numpy" | "numba" | "cupy": recorded on every shard attempt
     xp: Any
     device: str
 
@@ -40,6 +48,12 @@ class Backend:
 
 
 NUMPY_BACKEND = Backend(name="numpy", xp=np, device="cpu")
+NUMBA_BACKEND = Backend(name="numba", xp=np, device="cpu")  # NumPy arrays; the shard loops compiled
+
+
+def cpu_backend() -> Backend:
+    """The compiled backend where numba is installed, the NumPy reference otherwise."""
+    return NUMBA_BACKEND if NUMBA_INSTALLED else NUMPY_BACKEND
 
 
 def cuda_device_visible() -> bool:
@@ -61,12 +75,12 @@ def select_backend(device: str | None = None) -> Backend:
     if requested not in DEVICE_CHOICES:
         raise ValueError(f"FORGE_DEVICE must be one of {', '.join(DEVICE_CHOICES)}, got {requested!r}")
     if requested == "cpu":
-        return NUMPY_BACKEND
+        return cpu_backend()
     if cuda_device_visible():
         return _cupy_backend()
     if requested == "gpu":
         raise BackendUnavailable("FORGE_DEVICE=gpu but no CUDA device is visible (CuPy missing or no driver)")
-    return NUMPY_BACKEND
+    return cpu_backend()
 
 
 def kernels_directory() -> Path:

@@ -26,7 +26,8 @@ class ShardsExhausted(RuntimeError):
 
 
 def backend_for(agent: Agent) -> Backend:
-    """A gpu Agent computes with CuPy (it was only assigned where a device is visible); a cpu Agent with NumPy."""
+    """A gpu Agent computes with CuPy (it was only assigned where a device is visible); a cpu Agent with the
+    compiled CPU backend (numba) where it is installed, NumPy otherwise."""
     return select_backend("gpu" if agent.hardware == "gpu" else "cpu")
 
 

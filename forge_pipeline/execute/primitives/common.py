@@ -51,8 +51,13 @@ def one_source(arguments: Any, problems: Problems, path: str,
 def philox_words_on(backend: Backend, seed: int, stream: int, first_word: int, count: int) -> Any:
     """Words [first_word, first_word + count) of a Philox stream as uint32, on the backend's device.
 
-    NumPy: forge_pipeline.execute.philox.philox_words; CuPy: kernels/philox.cu, bit-identical.
+    NumPy: forge_pipeline.execute.philox.philox_words; numba: forge_pipeline.execute.compiled.philox_words
+    (every core); CuPy: kernels/philox.cu; all bit-identical.
     """
+    if backend.name == "numba":
+        from forge_pipeline.execute import compiled  # numba is imported only where this backend was chosen
+
+        return compiled.philox_words(seed, stream, first_word, count)
     if backend.name != "cupy":
         return philox_words(seed, stream, first_word, count)
     xp = backend.xp

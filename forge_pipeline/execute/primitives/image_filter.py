@@ -1,9 +1,10 @@
-"""media_transformation/image_filter@1: integer 3x3 Gaussian blur, then a 2x box downsample.
+"""media_transformation/image_filter@1 and @2: integer 3x3 Gaussian blur, then a 2x box downsample.
 
 Each uint8 grayscale image (generated from Philox bytes or read from a `.npy` file) is
-blurred with [1,2,1;2,4,2;1,2,1] / 16, rounded half up ((sum + 8) >> 4), edges
-replicated, then averaged over 2x2 blocks ((a + b + c + d + 2) >> 2); an odd trailing
-row or column of the blurred image is dropped. Items are images with global indices, so
+blurred with [1,2,1;2,4,2;1,2,1] / 16, edges replicated, and averaged over 2x2 blocks;
+an odd trailing row or column of the blurred image is dropped. @1 rounds twice (the blur
+(sum + 8) >> 4, then the average (a + b + c + d + 2) >> 2), which biases about 16% of
+pixels by +1; @2 rounds the exact blur-and-downsample once, half up: (Σ sums + 32) >> 6. Items are images with global indices, so
 a shard's per-image digests and histogram do not depend on where its range starts.
 docs/primitives/image_filter.md is the full contract.
 """
@@ -40,6 +41,7 @@ class ImageFilter(Primitive):
     item = "image"
     default_shard_size = 128
     contract = "docs/primitives/image_filter.md"
+    single_rounding = False  # @2 rounds the exact blur-and-downsample once
 
     def normalize_arguments(self, arguments: Any, problems: Problems, path: str = "arguments") -> dict | None:
         return one_source(arguments, problems, path, {"generate": self._generate, "npy": self._npy})
@@ -102,7 +104,7 @@ class ImageFilter(Primitive):
         histogram = np.zeros(256, dtype=np.int64)
         digests = []
         for first, last in image_chunks(arguments, start, stop):
-            filtered = filtered_images(arguments, first, last, backend)
+            filtered = filtered_images(arguments, first, last, backend, self.single_rounding)
             histogram += np.bincount(filtered.reshape(-1), minlength=256)
             digests += [hashlib.sha256(image.tobytes()).hexdigest() for image in filtered]
         return {"start": start, "stop": stop, "images": stop - start, "digests": digests,
@@ -148,14 +150,14 @@ class ImageFilter(Primitive):
         elif sum(histogram) != count * height * width:
             problems.append("histogram counts do not sum to the shard's output pixels")
         if not problems:  # one image of work (1/count of the shard): a lazy or corrupt first image is caught
-            first = filtered_images(arguments, start, start + 1, NUMPY_BACKEND)[0]
+            first = filtered_images(arguments, start, start + 1, NUMPY_BACKEND, self.single_rounding)[0]
             if hashlib.sha256(first.tobytes()).hexdigest() != digests[0]:
                 problems.append(f"image {start} recomputed does not match its digest")
         return problems
 
     def write_artifacts(self, arguments: dict, seed: int, directory: Path, output: dict) -> dict:
         """The filtered images as `images.npy`, recomputed; refused unless they are the verified output."""
-        facts = write_artifact(arguments, seed, directory)
+        facts = write_artifact(arguments, seed, directory, single_rounding=self.single_rounding)
         if facts["batch_digest"] != output["batch_digest"]:
             raise AssertionError(f"images.npy digest {facts['batch_digest']} != verified {output['batch_digest']}")
         return {"images.npy": facts}
@@ -175,6 +177,14 @@ class ImageFilter(Primitive):
             "batch_digest": output["batch_digest"],
             "table_markdown": "\n".join(rows),
         }
+
+
+class ImageFilterV2(ImageFilter):
+    """@2: one rounding of the exact blur-and-downsample, (Σ of the four blur sums + 32) >> 6."""
+
+    version = 2
+    contract = "docs/primitives/image_filter_v2.md"
+    single_rounding = True
 
 
 def image_shape(arguments: dict) -> tuple[int, int, int]:
@@ -208,15 +218,24 @@ def is_sha256_hex(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
-def filtered_images(arguments: dict, first: int, last: int, backend: Backend) -> np.ndarray:
-    """Images [first, last) filtered and downsampled, as a host (count, height // 2, width // 2) uint8 array."""
+def filtered_images(arguments: dict, first: int, last: int, backend: Backend,
+                    single_rounding: bool = False) -> np.ndarray:
+    """Images [first, last) filtered and downsampled, as a host (count, height // 2, width // 2) uint8 array;
+    `single_rounding` selects @2's rounding."""
     images = input_images(arguments, first, last, backend)
-    if backend.name != "cupy":
-        return filter_numpy(images)
-    xp = backend.xp
     count, height, width = images.shape
+    if backend.name == "numba":
+        from forge_pipeline.execute import compiled  # numba is imported only where this backend was chosen
+
+        out = np.empty((count, height // 2, width // 2), dtype=np.uint8)
+        compiled.filter_images(np.ascontiguousarray(images), single_rounding, out)
+        return out
+    if backend.name != "cupy":
+        return filter_numpy(images, single_rounding)
+    xp = backend.xp
     out = xp.empty((count, height // 2, width // 2), dtype=xp.uint8)
-    kernel = raw_kernel("image_filter.cu", "forge_image_filter")
+    kernel = raw_kernel("image_filter.cu", "forge_image_filter_single_rounding" if single_rounding
+                        else "forge_image_filter")
     grid, block = launch_geometry(out.size)
     kernel(grid, block, (images, np.int64(count), np.int64(height), np.int64(width), out))
     return backend.to_host(out)
@@ -243,25 +262,27 @@ def input_images(arguments: dict, first: int, last: int, backend: Backend) -> An
     return words.view(backend.xp.uint8)[offset : offset + pixels].reshape(count, height, width)
 
 
-def filter_numpy(images: np.ndarray) -> np.ndarray:
+def filter_numpy(images: np.ndarray, single_rounding: bool = False) -> np.ndarray:
     """The NumPy mirror of forge_image_filter: the separable form of the 3x3 kernel, in uint16.
 
     [1,2,1;2,4,2;1,2,1] is the outer product of [1,2,1] with itself, so a vertical then a
     horizontal [1,2,1] pass gives the same integer sum (at most 16 * 255 = 4080). Only the
     2 * (height // 2) rows and 2 * (width // 2) columns the downsample keeps are computed.
+    `single_rounding` (@2): the four sums (at most 16,320) are added unrounded, then (Σ + 32) >> 6.
     """
     count, height, width = images.shape
     rows, columns = 2 * (height // 2), 2 * (width // 2)
     pixels = images.astype(np.uint16)
     vertical = _tap_121(pixels, axis=1, keep=rows)
     blurred = _tap_121(vertical, axis=2, keep=columns)
-    blurred += 8
-    blurred >>= 4
+    if not single_rounding:
+        blurred += 8
+        blurred >>= 4
     out = blurred[:, 0::2, 0::2] + blurred[:, 0::2, 1::2]
     out += blurred[:, 1::2, 0::2]
     out += blurred[:, 1::2, 1::2]
-    out += 2
-    out >>= 2
+    out += 32 if single_rounding else 2
+    out >>= 6 if single_rounding else 2
     return out.astype(np.uint8)
 
 
@@ -282,7 +303,8 @@ def _tap_121(values: np.ndarray, axis: int, keep: int) -> np.ndarray:
     return out
 
 
-def write_artifact(arguments: dict, seed: int, directory: Path, backend: Backend = NUMPY_BACKEND) -> dict:
+def write_artifact(arguments: dict, seed: int, directory: Path, backend: Backend = NUMPY_BACKEND,
+                   single_rounding: bool = False) -> dict:
     """Write the filtered images to `directory/images.npy`; returns its facts for the evidence bundle.
 
     The file is derived, not trusted: it is recomputed from the arguments, and its
@@ -295,7 +317,7 @@ def write_artifact(arguments: dict, seed: int, directory: Path, backend: Backend
     images = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.uint8, shape=(count, height, width))
     digests = []
     for first, last in image_chunks(arguments, 0, count):
-        filtered = filtered_images(arguments, first, last, backend)
+        filtered = filtered_images(arguments, first, last, backend, single_rounding)
         images[first:last] = filtered
         digests += [hashlib.sha256(image.tobytes()).hexdigest() for image in filtered]
     images.flush()

@@ -1,6 +1,10 @@
-"""graph_propagation/personalized_pagerank@1: fixed-point personalized PageRank.
+"""graph_propagation/personalized_pagerank@1 and @2: fixed-point personalized PageRank.
 
-Scores are int64 with ONE = 2^32 as 1.0. Each iteration node u keeps
+@1 computes and reports int64 scores with ONE = 2^32 as 1.0; its accumulated rounding
+bound (E + n)·T·2^-32 exceeds 1.0 at the contract's maximum sizes. @2 computes with
+ONE = 2^62 (r·numerator/denominator split so nothing overflows) and reports scores at
+2^24, rounded half up: the error of a reported score against exact real arithmetic is
+below 1/2 + 2·(E + n)·T·2^-62·2^24 < 0.87 of its last unit at the maximum sizes. Each iteration node u keeps
 share_u = floor(floor(r_u * numerator / denominator) / out_degree_u) for every out-edge;
 all mass not pushed (teleport, dangling nodes, rounding remainders) returns to the
 source, so the scores always sum to exactly ONE. Items are sources: a shard runs its
@@ -31,7 +35,7 @@ MAX_GENERATED_EDGES = 1 << 25
 MAX_SOURCES = 100_000
 MAX_ITERATIONS = 1_000
 MAX_TOP_K = 1_000
-# r_u <= ONE = 2^32, so r_u * numerator < 2^32 * 2^30 = 2^62 fits a signed 64-bit integer.
+# @1: r_u <= ONE = 2^32, so r_u * numerator < 2^32 * 2^30 = 2^62 fits a signed 64-bit integer.
 MAX_DENOMINATOR = 1 << 30
 MAX_WORK_UNITS = 10**15
 UINT64_MAX = (1 << 64) - 1
@@ -39,7 +43,7 @@ GRAPH_STREAM = 1  # Philox stream of R-MAT generation under key generate.seed
 # R-MAT quadrant probabilities a, b, c, d = 0.57, 0.19, 0.19, 0.05 as thresholds on a 32-bit word.
 RMAT_THRESHOLDS = ((57 << 32) // 100, (76 << 32) // 100, (95 << 32) // 100)
 # Ranking key = ((ONE - score) << NODE_BITS) | node: ascending keys are scores descending, ties
-# by node ascending. ONE - score <= 2^32, so the key is below 2^56.
+# by node ascending. ONE - score <= 2^32, so the key is below 2^57 (2^56 + 2^24 at most).
 NODE_BITS = 24
 NODE_MASK = (1 << NODE_BITS) - 1
 # Sources per batch are sized so one batch holds about this many (source, node or edge) cells.
@@ -55,6 +59,19 @@ class PersonalizedPagerank(Primitive):
     item = "source"
     default_shard_size = 16
     contract = "docs/primitives/personalized_pagerank.md"
+    one = ONE  # fixed-point 1.0 of the computation
+    output_shift = 0  # reported score = (r + half) >> output_shift, half = 2^(shift - 1) (0 when shift is 0)
+    split_product = False  # @2 computes floor(r * n / d) as (r div d) * n + floor((r mod d) * n / d)
+
+    @classmethod
+    def reported(cls, rank: Any) -> Any:
+        """Scores as reported (int or int64 array): the computed fixed point rounded half up to the output scale."""
+        return (rank + ((1 << cls.output_shift) >> 1)) >> cls.output_shift
+
+    @classmethod
+    def score_scale(cls) -> int:
+        """The reported score that stands for 1.0."""
+        return cls.one >> cls.output_shift
 
     def normalize_arguments(self, arguments: Any, problems: Problems, path: str = "arguments") -> dict | None:
         found_before = len(problems.found)
@@ -141,7 +158,11 @@ class PersonalizedPagerank(Primitive):
         numerator = None
         if "numerator" in ratio and denominator is not None:
             # numerator < denominator: some mass teleports every iteration, as PageRank needs.
-            numerator = problems.integer(ratio["numerator"], join(path, "numerator"), 0, denominator - 1)
+            numerator = problems.integer(ratio["numerator"], join(path, "numerator"), 0, None)
+            if numerator is not None and numerator >= denominator:
+                problems.add(join(path, "numerator"), f"must be below the denominator ({denominator}): a damping "
+                                                      "of 1 or more leaves no mass to teleport")
+                numerator = None
         if len(problems.found) > found_before:
             return None
         return {"numerator": numerator, "denominator": denominator}
@@ -180,34 +201,54 @@ class PersonalizedPagerank(Primitive):
         # Dangling nodes divide by 1; no edge reads their share, so their mass returns in the teleport.
         divisor = xp.maximum(out_degree, 1)
         batch_size = max(1, CHUNK_CELLS // (nodes + edges))
+        scale = self.score_scale()
         results = []
         for first in range(start, stop, batch_size):
             batch_sources = arguments["sources"][first : min(stop, first + batch_size)]
-            rows = xp.arange(len(batch_sources))
-            columns = xp.asarray(np.array(batch_sources, dtype=np.int64))
-            rank = xp.zeros((len(batch_sources), nodes), dtype=xp.int64)
-            rank[rows, columns] = ONE
-            for _ in range(arguments["iterations"]):
-                share = (rank * numerator) // denominator // divisor
-                rank = pull(backend, share, in_offsets, in_sources)
-                rank[rows, columns] += ONE - rank.sum(axis=1)
-            top = smallest_keys(xp, ((ONE - rank) << NODE_BITS) | node_ids, keep)
+            if backend.name == "numba":
+                from forge_pipeline.execute import compiled  # numba is imported only where this backend was chosen
+
+                rank = np.empty((len(batch_sources), nodes), dtype=np.int64)
+                compiled.pagerank_ranks(np.array(batch_sources, dtype=np.int64), arguments["iterations"], numerator,
+                                        denominator, divisor, in_offsets, in_sources, self.one, self.split_product,
+                                        rank)
+            else:
+                rank = self._ranks(backend, batch_sources, arguments["iterations"], numerator, denominator, divisor,
+                                   in_offsets, in_sources)
+            top = smallest_keys(xp, ((scale - self.reported(rank)) << NODE_BITS) | node_ids, keep)
             for source, keys in zip(batch_sources, backend.to_host(top).tolist()):
-                results.append({"source": source, "top": [[key & NODE_MASK, ONE - (key >> NODE_BITS)]
+                results.append({"source": source, "top": [[key & NODE_MASK, scale - (key >> NODE_BITS)]
                                                           for key in keys]})
         return {"start": start, "stop": stop, "sources": stop - start, "results": results}
+
+    def _ranks(self, backend: Backend, sources: list[int], iterations: int, numerator: int, denominator: int,
+               divisor: Any, in_offsets: Any, in_sources: Any) -> Any:
+        """The computed scores of each source, int64 (sources, nodes) on the backend, each row summing to `one`."""
+        xp = backend.xp
+        rows = xp.arange(len(sources))
+        columns = xp.asarray(np.array(sources, dtype=np.int64))
+        rank = xp.zeros((len(sources), xp.asarray(divisor).shape[0]), dtype=xp.int64)
+        rank[rows, columns] = self.one
+        for _ in range(iterations):
+            if self.split_product:
+                damped = (rank // denominator) * numerator + (rank % denominator) * numerator // denominator
+            else:
+                damped = (rank * numerator) // denominator
+            rank = pull(backend, damped // divisor, in_offsets, in_sources)
+            rank[rows, columns] += self.one - rank.sum(axis=1)
+        return rank
 
     def plausible_result(self, arguments: dict, start: int, stop: int) -> dict:
         keep = min(arguments["top_k"], graph_size(arguments)[0])
         results = []
         for source in arguments["sources"][start:stop]:
             others = [node for node in range(keep) if node != source][: keep - 1]
-            results.append({"source": source, "top": [[source, ONE]] + [[node, 0] for node in others]})
+            results.append({"source": source, "top": [[source, self.score_scale()]] + [[node, 0] for node in others]})
         return {"start": start, "stop": stop, "sources": stop - start, "results": results}
 
     def merge(self, arguments: dict, shard_results: list[dict]) -> dict:
         return {
-            "score_scale": ONE,
+            "score_scale": self.score_scale(),
             "sources": sum(result["sources"] for result in shard_results),
             "results": [entry for result in shard_results for entry in result["results"]],
         }
@@ -218,8 +259,11 @@ class PersonalizedPagerank(Primitive):
         nodes = graph_size(arguments)[0]
         keep = min(arguments["top_k"], nodes)
         damping = arguments["damping"]
-        # The source gets at least ONE - floor(ONE * numerator / denominator) from the teleport.
-        teleport_floor = ONE - ONE * damping["numerator"] // damping["denominator"]
+        scale = self.score_scale()
+        # The source gets at least one - floor(one * numerator / denominator) from the teleport; reported scores
+        # are each rounded (half up) at most half a unit, so k of them sum within k // 2 of the scale.
+        teleport_floor = self.reported(self.one - self.one * damping["numerator"] // damping["denominator"])
+        slack = keep // 2 if self.output_shift else 0
         if result.get("sources") != count:
             problems.append(f"sources {result.get('sources')} != shard size {count}")
         entries = result.get("results")
@@ -231,13 +275,14 @@ class PersonalizedPagerank(Primitive):
                 problems.append(f"result {offset} is not for source {source}")
                 continue
             top = entry.get("top")
-            if not ranked_pairs(top, keep, 0, nodes, 0, ONE):
+            if not ranked_pairs(top, keep, 0, nodes, 0, scale):
                 problems.append(f"source {source}: top is not {keep} distinct [node, score] pairs with scores in "
-                                f"[0, {ONE}], by score descending then node ascending")
+                                f"[0, {scale}], by score descending then node ascending")
                 continue
             total = sum(score for _, score in top)
-            if total > ONE or (keep == nodes and total != ONE):
-                problems.append(f"source {source}: scores sum to {total}; the whole graph holds exactly {ONE}")
+            if total > scale + slack or (keep == nodes and abs(total - scale) > slack):
+                problems.append(f"source {source}: scores sum to {total}; the whole graph holds {scale} "
+                                f"(reported scores within {slack} of it)")
             if top[0][1] < teleport_floor:
                 problems.append(f"source {source}: best score {top[0][1]} is below the teleport floor "
                                 f"{teleport_floor}")
@@ -253,13 +298,25 @@ class PersonalizedPagerank(Primitive):
     def output_summary(self, output: dict) -> dict[str, Any]:
         rows = ["| source | rank | node | score |", "|---:|---:|---:|---:|"]
         for entry in output["results"][:10]:
-            rows += [f"| {entry['source']} | {rank} | {node} | {fixed_point_text(score)} |"
+            rows += [f"| {entry['source']} | {rank} | {node} | {fixed_point_text(score, output['score_scale'])} |"
                      for rank, (node, score) in enumerate(entry["top"][:5], start=1)]
         return {
             "sources": output["sources"],
             "score_scale": output["score_scale"],
             "table_markdown": "\n".join(rows),
         }
+
+
+class PersonalizedPagerankV2(PersonalizedPagerank):
+    """@2: computed at 2^62, reported at 2^24 rounded half up, so every reported score is within one unit of
+    the exact real-arithmetic iteration at the contract's maximum sizes (docs/primitives/personalized_pagerank_v2.md).
+    """
+
+    version = 2
+    contract = "docs/primitives/personalized_pagerank_v2.md"
+    one = 1 << 62
+    output_shift = 38
+    split_product = True
 
 
 def graph_size(graph: dict) -> tuple[int, int]:
@@ -269,9 +326,9 @@ def graph_size(graph: dict) -> tuple[int, int]:
     return graph["nodes"], len(graph["edges"])
 
 
-def fixed_point_text(score: int, digits: int = 6) -> str:
-    """score / ONE as a decimal truncated to `digits` places, by integer arithmetic."""
-    whole, fraction = divmod(score * 10**digits // ONE, 10**digits)
+def fixed_point_text(score: int, scale: int = ONE, digits: int = 6) -> str:
+    """score / scale as a decimal truncated to `digits` places, by integer arithmetic."""
+    whole, fraction = divmod(score * 10**digits // scale, 10**digits)
     return f"{whole}.{fraction:0{digits}d}"
 
 

@@ -1,10 +1,13 @@
-"""probabilistic_simulation/portfolio_loss@1: credit portfolio loss simulation (DESIGN §3.3).
+"""probabilistic_simulation/portfolio_loss@1 and @2: credit portfolio loss simulation (DESIGN §3.3).
 
-In scenario j, obligor k defaults iff Philox word e = j*K + k of stream 0 is below
-threshold_k = min(2^32 - 1, floor(pd_k * 2^32)). Losses are integer sums of integer
-exposures; a shard returns its histogram, sums, max and its largest losses (as many as
-the widest quantile tail needs), which merge exactly. docs/primitives/portfolio_loss.md
-is the full contract.
+In scenario j, obligor k defaults iff Philox word e = j*K + k of stream 0 is below its
+threshold: @1 min(2^32 - 1, floor(pd_k * 2^32)) (so pd 1 survives with probability
+2^-32), @2 floor(pd_k * 2^32) (pd 1 always defaults, pd 0 never). Losses are integer
+sums of integer exposures; a shard returns its histogram, sums, max and its largest
+losses (as many as the widest quantile tail needs), which merge exactly. @1 reports
+expected shortfall as the undivided sum of the k-th..N-th losses; @2 as the
+Acerbi–Tasche expected shortfall, an exact fraction. docs/primitives/portfolio_loss.md
+and portfolio_loss_v2.md are the full contracts.
 """
 
 from __future__ import annotations
@@ -106,15 +109,26 @@ class PortfolioLoss(Primitive):
     def work_units(self, arguments: dict, start: int, stop: int) -> int:
         return (stop - start) * len(arguments["obligors"])
 
+    def thresholds(self, obligors: list[dict]) -> np.ndarray:
+        """Default thresholds t_k, uint32[K]: a draw below t_k is a default."""
+        return default_thresholds(obligors)
+
     def execute_shard(self, arguments: dict, seed: int, start: int, stop: int, backend: Backend) -> dict:
-        thresholds = default_thresholds(arguments["obligors"])
+        thresholds = self.thresholds(arguments["obligors"])
         exposures = np.array([obligor["exposure"] for obligor in arguments["obligors"]], dtype=np.int64)
+        total_exposure, bins, keep = int(exposures.sum()), arguments["bins"], min(tail_size(arguments), stop - start)
+        if backend.name == "numba":
+            from forge_pipeline.execute import compiled  # numba is imported only where this backend was chosen
+
+            losses = compiled.portfolio_losses(seed, thresholds, exposures, start, stop)
+            loss_total, loss_max, histogram, largest = compiled.loss_summary(losses, total_exposure, bins, keep)
+            return {"start": start, "stop": stop, "scenarios": stop - start, "loss_total": loss_total,
+                    "loss_max": loss_max, "histogram": histogram.tolist(), "tail": largest.tolist()}
         if backend.name == "cupy":
             losses = _losses_cupy(backend, seed, thresholds, exposures, start, stop)
         else:
             losses = _losses_numpy(seed, thresholds, exposures, start, stop)
-        return summarize_losses(backend, losses, start, stop, int(exposures.sum()),
-                                arguments["bins"], tail_size(arguments))
+        return summarize_losses(backend, losses, start, stop, total_exposure, bins, keep)
 
     def plausible_result(self, arguments: dict, start: int, stop: int) -> dict:
         count = stop - start
@@ -132,7 +146,7 @@ class PortfolioLoss(Primitive):
         for quantile in arguments["quantiles"]:
             count = scenarios - quantile_rank(quantile, scenarios) + 1  # losses from the k-th to the N-th
             value_at_risk[quantile] = tail[count - 1]
-            expected_shortfall[quantile] = {"tail_sum": sum(tail[:count]), "tail_count": count}
+            expected_shortfall[quantile] = self.expected_shortfall(tail[:count], quantile, scenarios)
         return {
             "scenarios": sum(result["scenarios"] for result in shard_results),
             "loss_total": sum(result["loss_total"] for result in shard_results),
@@ -141,6 +155,10 @@ class PortfolioLoss(Primitive):
             "value_at_risk": value_at_risk,
             "expected_shortfall": expected_shortfall,
         }
+
+    def expected_shortfall(self, tail: list[int], quantile: str, scenarios: int) -> dict:
+        """From the N - k + 1 largest losses, descending: @1 reports their sum and count."""
+        return {"tail_sum": sum(tail), "tail_count": len(tail)}
 
     def check_shard(self, arguments: dict, start: int, stop: int, result: dict) -> list[str]:
         problems = []
@@ -179,7 +197,28 @@ class PortfolioLoss(Primitive):
         }
 
 
+class PortfolioLossV2(PortfolioLoss):
+    """@2: pd 1 always defaults and pd 0 never; expected shortfall in the Acerbi–Tasche definition, exactly."""
+
+    version = 2
+    contract = "docs/primitives/portfolio_loss_v2.md"
+
+    def thresholds(self, obligors: list[dict]) -> np.ndarray:
+        """t_k = floor(pd_k * 2^32) in [0, 2^32], uint64[K]: pd 1 gives 2^32, above every 32-bit draw."""
+        return np.array([math.floor(Fraction(obligor["pd"]) * (1 << 32)) for obligor in obligors], dtype=np.uint64)
+
+    def expected_shortfall(self, tail: list[int], quantile: str, scenarios: int) -> dict:
+        """ES_q = (Σ_{i<=f} L_[i] + (m - f) L_[f+1]) / m, m = N(1 - q), f = floor(m), L_[i] the i-th largest loss
+        (Acerbi & Tasche 2002, on the empirical distribution) as {numerator, denominator} in lowest terms.
+        f + 1 = N - ceil(qN) + 1 = len(tail), so the tail holds every loss it needs."""
+        mass = scenarios * (1 - Fraction(quantile))
+        whole = math.floor(mass)
+        shortfall = (sum(tail[:whole]) + (mass - whole) * tail[whole]) / mass
+        return {"numerator": shortfall.numerator, "denominator": shortfall.denominator}
+
+
 def default_thresholds(obligors: list[dict]) -> np.ndarray:
+    """@1's thresholds min(2^32 - 1, floor(pd_k * 2^32)), uint32[K]."""
     return np.array([min((1 << 32) - 1, math.floor(Fraction(obligor["pd"]) * (1 << 32))) for obligor in obligors],
                     dtype=np.uint32)
 
@@ -209,7 +248,9 @@ def _losses_cupy(backend: Backend, seed: int, thresholds: np.ndarray, exposures:
                  start: int, stop: int) -> Any:
     xp = backend.xp
     losses = xp.empty(stop - start, dtype=xp.int64)
-    kernel = raw_kernel("portfolio_loss.cu", "forge_portfolio_loss")
+    # uint32 thresholds are @1's, uint64 (up to 2^32) @2's: one kernel template, two instances.
+    kernel = raw_kernel("portfolio_loss.cu", "forge_portfolio_loss" if thresholds.dtype == np.uint32
+                        else "forge_portfolio_loss_wide")
     grid, block = launch_geometry(stop - start)
     kernel(grid, block, (np.uint64(seed), xp.asarray(thresholds), xp.asarray(exposures),
                          np.int64(len(exposures)), np.int64(start), np.int64(stop - start), losses))
@@ -217,15 +258,14 @@ def _losses_cupy(backend: Backend, seed: int, thresholds: np.ndarray, exposures:
 
 
 def summarize_losses(backend: Backend, losses: Any, start: int, stop: int, total_exposure: int,
-                     bins: int, tail: int) -> dict:
-    """Histogram, sums, max and the largest losses; integer ops only, the same code on NumPy and CuPy."""
+                     bins: int, keep: int) -> dict:
+    """Histogram, sums, max and the `keep` largest losses; integer ops only, the same code on NumPy and CuPy."""
     xp = backend.xp
     if total_exposure == 0:
         bin_index = xp.zeros(losses.shape, dtype=xp.int64)
     else:
         bin_index = xp.minimum(bins - 1, (losses * bins) // total_exposure)
     histogram = xp.bincount(bin_index, minlength=bins)
-    keep = min(tail, stop - start)
     largest = xp.sort(losses)[::-1][:keep]
     return {
         "start": start,

@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 
 from forge_pipeline.execute.backend import Backend, launch_geometry, raw_kernel
-from forge_pipeline.execute.philox import philox_words
 from forge_pipeline.execute.primitives.base import Primitive
-from forge_pipeline.execute.primitives.common import ranked_pairs, smallest_keys
+from forge_pipeline.execute.primitives.common import philox_words_on, ranked_pairs, smallest_keys
 from forge_pipeline.intake.problems import Problems, join, type_name
 
 INT8_MIN, INT8_MAX = -128, 127
@@ -255,7 +254,7 @@ def embedding_rows(arguments: dict, backend: Backend, side: str, first: int, las
         grid, block = launch_geometry(out.size)
         kernel(grid, block, (np.uint64(seed), np.uint32(stream), np.int64(first * dimension), np.int64(out.size), out))
         return out
-    words = philox_words(seed, stream, first * dimension, (last - first) * dimension)
+    words = philox_words_on(backend, seed, stream, first * dimension, (last - first) * dimension)
     return int8_from_words(words).reshape(last - first, dimension)
 
 
