@@ -8,6 +8,7 @@ input. A user's mistake is one line per problem, never a stack trace.
 import argparse
 import json
 import os
+import signal
 import sys
 from importlib import resources
 from pathlib import Path
@@ -87,15 +88,53 @@ def run(workload_ids: list[str]) -> dict[str, bool]:
     return run_lifecycles(workload_ids, forge_instance(), progress)
 
 
+def refuse_unusable_device() -> None:
+    """FORGE_DEVICE=gpu where no device is visible: refused before any workload is claimed (exit 2)."""
+    from forge_pipeline.execute.backend import BackendUnavailable, select_backend
+
+    try:
+        select_backend()
+    except BackendUnavailable as error:
+        raise RequestInvalid([Problem("FORGE_DEVICE", f"{error}; nothing was claimed")]) from None
+
+
+def interrupted_by_sigterm(_signal_number, _frame) -> None:
+    """SIGTERM ends a run as Ctrl-C does: Dagster marks the run failed, so its workload can be taken over."""
+    raise KeyboardInterrupt("SIGTERM")
+
+
 def command_run(arguments) -> int:
+    from forge_pipeline.orchestration.runs import forge_instance, stranded_workloads
+
     engine = existing_engine()
-    workload_ids = arguments.workload_ids or records.list_workload_ids(engine, State.PENDING)
-    if not workload_ids:
-        say("no pending workloads")
-        return EXIT_OK
-    say(f"running {len(workload_ids)} workload(s) through Dagster")
-    outcome = run(workload_ids)
-    return EXIT_OK if all(outcome.values()) else EXIT_PROBLEM
+    refuse_unusable_device()
+    if arguments.resume:
+        if arguments.workload_ids:
+            raise RequestInvalid([Problem("--resume", "takes no workload ids: it finds the stranded ones")])
+        workload_ids = stranded_workloads(engine, forge_instance())
+        if not workload_ids:
+            say("no stranded workloads")
+            return EXIT_OK
+    else:
+        workload_ids = arguments.workload_ids or records.list_workload_ids(engine, State.PENDING)
+    ended = {workload_id: records.load_workload(engine, workload_id) for workload_id in workload_ids}
+    ended = {workload_id: workload for workload_id, workload in ended.items()
+             if workload["state"] in (State.FINALIZED.value, State.FAILED.value, State.DISPUTED.value)}
+    for workload_id, workload in ended.items():
+        say(f"  {workload_id}  already {workload['state']}: {workload['state_reason']}")
+    to_run = [workload_id for workload_id in workload_ids if workload_id not in ended]
+    if not to_run:
+        say("no pending workloads" if not workload_ids else "nothing left to run")
+        return EXIT_OK if all(w["state"] != State.FAILED.value for w in ended.values()) else EXIT_PROBLEM
+    say(f"running {len(to_run)} workload(s) through Dagster")
+    signal.signal(signal.SIGTERM, interrupted_by_sigterm)
+    try:
+        outcome = run(to_run)
+    except KeyboardInterrupt:
+        say("interrupted: the run is ended; `forge-pool run --resume` finishes its workloads")
+        return EXIT_PROBLEM
+    return EXIT_OK if all(outcome.values()) and all(w["state"] != State.FAILED.value for w in ended.values()) \
+        else EXIT_PROBLEM
 
 
 def command_status(arguments) -> int:
@@ -360,6 +399,8 @@ def parser() -> argparse.ArgumentParser:
     submit_parser.set_defaults(handler=command_submit)
     run_parser = commands.add_parser("run", help="run the lifecycle (default: every pending workload)")
     run_parser.add_argument("workload_ids", nargs="*")
+    run_parser.add_argument("--resume", action="store_true",
+                            help="finish the workloads whose run died mid-lifecycle (crash, kill, failure)")
     run_parser.set_defaults(handler=command_run)
     status_parser = commands.add_parser("status", help="one workload or all of them")
     status_parser.add_argument("workload_id", nargs="?")

@@ -1,7 +1,9 @@
 """The lifecycle, stage by stage, as plain functions: what each Dagster asset calls.
 
 Each function moves the workload through the state machine and appends what it did.
-The first stage claims the workload for one run, so two runs never execute it twice.
+The first stage claims the workload for one run, so two runs never execute it twice;
+a run takes over a workload whose claiming run is dead and finishes it where it stands
+(every stage records once: the plan, each stage's attempts, the usage record, postings).
 A user-caused or capacity-caused failure (invalid request, no capable Agent, shards
 exhausted, over budget) moves the workload to `Failed` with its reason and raises
 `WorkloadFailed`; an unexpected error also moves it to `Failed` ("internal error") and
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -59,11 +62,13 @@ def failing_on_fault(engine: Engine, workload_id: str, stage: str):
         raise
 
 
-def admitted_request(engine: Engine, workload_id: str, claimant: str) -> dict:
-    """Claim the workload for this run, then re-validate its stored request (a request
+def admitted_request(engine: Engine, workload_id: str, claimant: str,
+                     holder_is_dead: Callable[[str | None], bool] = records.no_takeover) -> dict:
+    """Claim the workload for run `claimant` (taking it over when `holder_is_dead` says its
+    claiming run is dead: records.claim), then re-validate its stored request (a request
     stored by an older version must still be valid)."""
     try:
-        records.claim(engine, workload_id, claimant)
+        records.claim(engine, workload_id, claimant, holder_is_dead)
     except records.AlreadyClaimed as error:
         raise WorkloadFailed(str(error)) from error
     workload = records.load_workload(engine, workload_id)
@@ -74,15 +79,21 @@ def admitted_request(engine: Engine, workload_id: str, claimant: str) -> dict:
 
 def plan_workload(engine: Engine, admitted: dict, pool: Pool, gpu_assignable: bool) -> dict:
     """Shards, verification sample and Agent batches; GPU Agents only when `gpu_assignable`
-    (assign.assignment.gpu_batches_assignable)."""
+    (assign.assignment.gpu_batches_assignable). Recorded once: a run that took over the
+    workload gets the plan the first run made, since Agent history (which assignment and
+    sampling read) has moved on since, partly through this very workload's attempts."""
     workload_id = admitted["workload_id"]
+    recorded = records.plan_of(engine, workload_id)
+    if recorded is not None:
+        return recorded
     with failing_on_fault(engine, workload_id, "planning"):
         plan = build_plan(admitted["request"], admitted["seed"])
         check_budget(admitted["request"], plan)
         reliability = reliability_of(engine, [agent.agent_id for agent in pool.agents])
         assignment = assign_shards(plan, pool, gpu_assignable, reliability, admitted["request"]["tags"].get("region"))
-    return {**admitted, "plan": plan, **assignment, "gpu_assignable": gpu_assignable,
-            "reliability": {agent_id: dataclasses.asdict(record) for agent_id, record in reliability.items()}}
+    return records.record_plan(engine, workload_id, {
+        **admitted, "plan": plan, **assignment, "gpu_assignable": gpu_assignable,
+        "reliability": {agent_id: dataclasses.asdict(record) for agent_id, record in reliability.items()}})
 
 
 def reliability_snapshot(planned: dict) -> dict[str, Reliability]:
@@ -91,7 +102,8 @@ def reliability_snapshot(planned: dict) -> dict[str, Reliability]:
 
 
 def start_execution(engine: Engine, planned: dict) -> None:
-    records.transition(engine, planned["workload_id"], State.RUNNING, f"{len(planned['batches'])} Agent batches")
+    records.transition(engine, planned["workload_id"], State.RUNNING, f"{len(planned['batches'])} Agent batches",
+                       forward_only=True)
 
 
 def execute_batch(planned: dict, pool: Pool, agent_id: str) -> list[dict]:
@@ -126,7 +138,8 @@ def collect_attempts(engine: Engine, planned: dict, pool: Pool, batch_attempts: 
 
 def verify_workload(engine: Engine, planned: dict, attempts: list[dict]) -> dict:
     workload_id = planned["workload_id"]
-    records.transition(engine, workload_id, State.VERIFYING, f"mode {planned['plan']['verification']['mode']}")
+    records.transition(engine, workload_id, State.VERIFYING, f"mode {planned['plan']['verification']['mode']}",
+                       forward_only=True)
     with failing_on_fault(engine, workload_id, "verification"):
         report = verify_shards(planned["plan"], planned["request"]["arguments"], attempts,
                                reliability_snapshot(planned))
@@ -138,7 +151,8 @@ def verify_workload(engine: Engine, planned: dict, attempts: list[dict]) -> dict
 
 def aggregate_workload(engine: Engine, planned: dict, report: dict, artifacts_root: Path) -> dict:
     workload_id = planned["workload_id"]
-    records.transition(engine, workload_id, State.AGGREGATING, f"{len(report['accepted'])} shards accepted")
+    records.transition(engine, workload_id, State.AGGREGATING, f"{len(report['accepted'])} shards accepted",
+                       forward_only=True)
     plan, arguments = planned["plan"], planned["request"]["arguments"]
     with failing_on_fault(engine, workload_id, "aggregation"):
         output, output_digest, root = aggregate(plan, arguments, report)

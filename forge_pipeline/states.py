@@ -30,6 +30,14 @@ ALLOWED: dict[State, frozenset[State]] = {
 }
 
 
+IN_FLIGHT = frozenset(_FORWARD[1:-1])  # claimed by a run and not yet ended
+
+
+def reached(current: State, target: State) -> bool:
+    """`current` is `target` or a later state of the forward path (Pending ... Finalized)."""
+    return current in _FORWARD and target in _FORWARD and _FORWARD.index(current) >= _FORWARD.index(target)
+
+
 class IllegalTransition(RuntimeError):
     pass
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from forge_pipeline.assign.assignment import gpu_batches_assignable
 from forge_pipeline.assign.pool import Pool, load_pool
-from forge_pipeline.execute.backend import cuda_device_visible, select_backend
+from forge_pipeline.execute.backend import BackendUnavailable, cuda_device_visible, select_backend
 from forge_pipeline.storage.database import artifacts_root, open_engine
 
 
@@ -42,6 +42,14 @@ class AgentPoolResource(ConfigurableResource):
 class ComputeBackendResource(ConfigurableResource):
     device: str = ""
     gpu_batches: str = ""  # local | dedicated (assign.assignment.GPU_BATCH_PLACEMENTS)
+
+    def unusable_reason(self) -> str | None:
+        """Why this process cannot compute at all (FORGE_DEVICE=gpu without a device), or None."""
+        try:
+            select_backend(self.device or None)
+        except BackendUnavailable as error:
+            return str(error)
+        return None
 
     def gpu_visible(self) -> bool:
         """This process may compute on a GPU: a device is visible and FORGE_DEVICE allows it."""

@@ -1,28 +1,95 @@
-"""Launching lifecycle runs through Dagster from the command line, on the instance under FORGE_HOME.
+"""Launching lifecycle runs through Dagster from the command line, on the instance under FORGE_HOME,
+and telling whether the run that holds a workload's claim is still alive.
 
 Runs go to the same Dagster instance the UI shows (`forge-pool ui`), so an operator
 sees command-line runs, their steps and their asset materializations there.
 """
 
+import multiprocessing
 import os
+import socket
 from collections.abc import Callable
 
-from dagster import DagsterInstance
+from dagster import DagsterInstance, DagsterRun
+from filelock import FileLock
 
 from forge_pipeline.storage.database import forge_home
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# The process that drives a run (executes its steps or orchestrates them), set on the run
+# by whoever starts it: how a later run tells a crashed driver from a live one.
+HOST_TAG, PID_TAG = "forge/host", "forge/pid"
 
 
 def forge_instance() -> DagsterInstance:
-    """The persistent instance in $DAGSTER_HOME, defaulting to FORGE_HOME/dagster."""
+    """The persistent instance in $DAGSTER_HOME, defaulting to FORGE_HOME/dagster.
+
+    Creating it (dagster.yaml, then Dagster's SQLite schemas) is serialized by a file lock
+    in that folder: concurrent first commands on a fresh home would race in the schema
+    creation."""
     home = os.environ.setdefault("DAGSTER_HOME", str(forge_home() / "dagster"))
     os.makedirs(home, exist_ok=True)
-    config = os.path.join(home, "dagster.yaml")
-    if not os.path.exists(config):
-        with open(config, "w") as handle:
-            handle.write("telemetry:\n  enabled: false\n")
-    return DagsterInstance.get()
+    with FileLock(os.path.join(home, ".instance.lock")):
+        config = os.path.join(home, "dagster.yaml")
+        if not os.path.exists(config):
+            with open(config, "w") as handle:
+                handle.write("telemetry:\n  enabled: false\n")
+        return DagsterInstance.get()
+
+
+def driver_tags() -> dict[str, str]:
+    """Tags naming this process as the driver of a run it starts."""
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
+
+
+def tag_run_driver(instance: DagsterInstance, run: DagsterRun, executor_name: str) -> None:
+    """Name the run's driver from inside one of its steps, when whoever started the run did
+    not (a run the daemon launched): with the in-process executor the step runs in the run
+    worker; with the multiprocess executor the run worker is the step's parent. Other
+    executors' steps run elsewhere, so they name nothing."""
+    if PID_TAG in run.tags or executor_name not in ("in_process", "multiprocess"):
+        return
+    parent = multiprocessing.parent_process()
+    driver = parent.pid if executor_name == "multiprocess" and parent is not None else os.getpid()
+    instance.add_run_tags(run.run_id, {HOST_TAG: socket.gethostname(), PID_TAG: str(driver)})
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def run_is_dead(instance: DagsterInstance, run: DagsterRun | None) -> bool:
+    """The run can no longer finish what it claimed: unknown to this instance, ended (failed,
+    canceled, or succeeded without finishing), or unfinished while its driver process on
+    this host is gone. Such a run is marked failed, which is what it is. A run whose driver
+    is on another host, or that names none, counts as alive until Dagster ends it."""
+    if run is None or run.is_finished:
+        return True
+    if run.tags.get(HOST_TAG) != socket.gethostname() or not run.tags.get(PID_TAG, "").isdigit():
+        return False
+    if _process_alive(int(run.tags[PID_TAG])):
+        return False
+    instance.report_run_failed(run)
+    return True
+
+
+def claim_holder_is_dead(instance: DagsterInstance) -> Callable[[str | None], bool]:
+    """records.claim's liveness check on this instance; a claim without a run (null) is dead."""
+    return lambda run_id: run_id is None or run_is_dead(instance, instance.get_run_by_id(run_id))
+
+
+def stranded_workloads(engine, instance: DagsterInstance) -> list[str]:
+    """Workloads in flight (Planned ... Aggregating) whose claiming run is dead: what a resume finishes."""
+    from forge_pipeline.storage.records import claims_in_flight
+
+    holder_is_dead = claim_holder_is_dead(instance)
+    return [workload_id for workload_id, holder in claims_in_flight(engine).items() if holder_is_dead(holder)]
 
 
 def run_lifecycles(workload_ids: list[str], instance: DagsterInstance,
@@ -39,7 +106,8 @@ def run_lifecycles(workload_ids: list[str], instance: DagsterInstance,
     outcome = {}
     for workload_id in workload_ids:
         result = job.execute_in_process(partition_key=workload_id, instance=instance, raise_on_error=False,
-                                        run_config=QUIET_RUN_CONFIG, tags={"forge/workload": workload_id})
+                                        run_config=QUIET_RUN_CONFIG,
+                                        tags={"forge/workload": workload_id, **driver_tags()})
         outcome[workload_id] = result.success
         progress(workload_id, result.success, result.run_id)
     return outcome

@@ -24,6 +24,7 @@ from forge_pipeline.deploy.kubernetes import K8S_CONFIG_TAG, step_k8s_config
 from forge_pipeline.execute.primitives import get_primitive
 from forge_pipeline.orchestration.resources import (AgentPoolResource, ArtifactStoreResource, ComputeBackendResource,
                                                     ForgeDatabaseResource)
+from forge_pipeline.orchestration.runs import claim_holder_is_dead, tag_run_driver
 
 workload_partitions = DynamicPartitionsDefinition(name="workloads")
 
@@ -38,12 +39,20 @@ def reported_as_failure():
 
 
 @asset(partitions_def=workload_partitions, group_name="intake", kinds={"python"})
-def workload_request(context: AssetExecutionContext, database: ForgeDatabaseResource) -> dict:
-    """The admitted request, claimed for this run (a re-execution of the same run may continue),
-    re-validated, with the seed the hub recorded."""
+def workload_request(context: AssetExecutionContext, database: ForgeDatabaseResource,
+                     compute_backend: ComputeBackendResource) -> dict:
+    """The admitted request, claimed for this run (a re-execution of the same run may continue;
+    a workload whose claiming run is dead is taken over), re-validated, with the seed the hub
+    recorded. Where this process cannot compute (FORGE_DEVICE=gpu without a device) nothing
+    is claimed: the workload stays Pending for a machine that can."""
+    unusable = compute_backend.unusable_reason()
+    if unusable:
+        raise Failure(description=f"{context.partition_key} not claimed: {unusable}", allow_retries=False)
+    tag_run_driver(context.instance, context.run, context.job_def.executor_def.name)
     with reported_as_failure():
         admitted = lifecycle.admitted_request(database.engine(), context.partition_key,
-                                              context.run.root_run_id or context.run.run_id)
+                                              context.run.root_run_id or context.run.run_id,
+                                              claim_holder_is_dead(context.instance))
     request = admitted["request"]
     context.add_output_metadata({
         "primitive": request["primitive"], "organization": request["organization"],

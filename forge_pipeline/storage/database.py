@@ -15,6 +15,7 @@ migrated schema matches this metadata again.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from filelock import FileLock
 from sqlalchemy import (BigInteger, Column, Connection, Engine, ForeignKey, Index, Integer, MetaData, String, Table,
                         Text, UniqueConstraint, create_engine, event, exc, func, select)
 
@@ -46,6 +48,8 @@ workloads = Table(
     Column("state_reason", Text, nullable=False, default=""),
     Column("submitted_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
+    # The Dagster run that holds the lifecycle (null while Pending); a dead run's claim is taken over.
+    Column("claimed_by", String(64)),
     UniqueConstraint("organization", "request_id", name="uq_workloads_request"),
 )
 Index("ix_workloads_state", workloads.c.state)
@@ -58,6 +62,15 @@ workload_events = Table(
     Column("to_state", String(16), nullable=False),
     Column("reason", Text, nullable=False),
     Column("at", String(32), nullable=False),
+)
+
+# The plan a workload's lifecycle runs by, recorded once at planning: a run that takes over
+# from a dead one continues with it (lifecycle.plan_workload).
+execution_plans = Table(
+    "execution_plans", metadata,
+    Column("workload_id", String(32), ForeignKey("workloads.workload_id"), primary_key=True),
+    Column("plan_json", Text, nullable=False),
+    Column("planned_at", String(32), nullable=False),
 )
 
 shard_attempts = Table(
@@ -158,10 +171,11 @@ def database_url() -> str:
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # WAL lets Dagster's step processes read while one writes; the busy timeout makes
-    # writers queue instead of failing under the multiprocess executor.
+    # writers queue instead of failing under the multiprocess executor. The timeout comes
+    # first: switching a fresh file to WAL takes a lock that concurrent first openers wait for.
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -222,9 +236,13 @@ def upgrade_database(url: str | None = None) -> Engine:
     by the writer lock: the first migrates, the others find the schema at head.
     """
     url = url or database_url()
+    engine = _ENGINES.get(url) or _new_engine(url)
+    # On a fresh SQLite file the first connection switches it to WAL, which concurrent first
+    # openers cannot wait for with busy_timeout; a file lock beside it serializes them.
+    file = engine.url.database if engine.dialect.name == "sqlite" else None
+    lock = FileLock(f"{file}.lock") if file and file != ":memory:" else contextlib.nullcontext()
     try:
-        engine = _ENGINES.get(url) or _new_engine(url)
-        with exclusive_transaction(engine, MIGRATION_LOCK_KEY) as connection:
+        with lock, exclusive_transaction(engine, MIGRATION_LOCK_KEY) as connection:
             command.upgrade(alembic_config(connection), "head")
     except (exc.OperationalError, exc.InterfaceError, OSError) as error:
         reason = str(getattr(error, "orig", None) or error).strip().splitlines()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, func, insert, select, update
@@ -15,9 +16,9 @@ from sqlalchemy import Engine, func, insert, select, update
 from forge_pipeline.canonical import canonical_json
 from forge_pipeline.intake.problems import Problem, RequestIdConflict, RequestInvalid
 from forge_pipeline.intake.request import WorkloadRequest
-from forge_pipeline.states import IllegalTransition, State, check_transition
-from forge_pipeline.storage.database import (WORKLOAD_LOCK_KEY, exclusive_transaction, shard_attempts, usage_records,
-                                             utc_now, workload_events, workloads)
+from forge_pipeline.states import IN_FLIGHT, IllegalTransition, State, check_transition, reached
+from forge_pipeline.storage.database import (WORKLOAD_LOCK_KEY, exclusive_transaction, execution_plans, shard_attempts,
+                                             usage_records, utc_now, workload_events, workloads)
 
 
 class UnknownWorkload(LookupError):
@@ -106,19 +107,21 @@ def list_workload_ids(engine: Engine, state: State | None = None) -> list[str]:
 
 
 def transition(engine: Engine, workload_id: str, target: State, reason: str,
-               expected: tuple[State, ...] | None = None) -> None:
+               expected: tuple[State, ...] | None = None, forward_only: bool = False) -> None:
     """Append a state event, under the workload lock (a read-then-write must not interleave).
 
     Moving to the state the workload is already in is a no-op, so re-executing a Dagster
     step after a failure does not trip the state machine. `expected` narrows the legal
-    sources: finalization comes only from Aggregating, never from Disputed."""
+    sources: finalization comes only from Aggregating, never from Disputed. With
+    `forward_only`, a workload already past `target` on the forward path stays where it
+    is: a run that took over from a dead one repeats the stages the dead run finished."""
     with exclusive_transaction(engine, WORKLOAD_LOCK_KEY) as connection:
         current = connection.execute(
             select(workloads.c.state).where(workloads.c.workload_id == workload_id)
         ).scalar_one_or_none()
         if current is None:
             raise UnknownWorkload(f"no workload {workload_id!r}")
-        if current == target.value:
+        if current == target.value or (forward_only and reached(State(current), target)):
             return
         if expected is not None and State(current) not in expected:
             raise IllegalTransition(f"{workload_id} is {current}; {target.value} here needs "
@@ -131,28 +134,83 @@ def transition(engine: Engine, workload_id: str, target: State, reason: str,
             workload_id=workload_id, from_state=current, to_state=target.value, reason=reason, at=now))
 
 
-def claim(engine: Engine, workload_id: str, claimant: str) -> None:
-    """Take a Pending workload for one lifecycle run (Pending -> Planned), atomically.
+def no_takeover(holder: str | None) -> bool:
+    """A liveness check for callers without runs to ask about (the inline lifecycle, tests): every holder lives."""
+    return False
 
-    Two runs of the same workload (the intake sensor and `forge-pool run`, say) would
-    otherwise both execute it and overwrite each other's evidence. A re-execution of the
-    claiming run (same root run) may continue; anyone else is refused with the reason."""
-    reason = f"claimed by run {claimant}"
+
+def claim(engine: Engine, workload_id: str, claimant: str,
+          holder_is_dead: Callable[[str | None], bool] = no_takeover) -> State:
+    """Take the workload's lifecycle for run `claimant`; returns the state it continues from.
+
+    A Pending workload moves to Planned. A re-execution of the claiming run continues. A
+    workload in flight (Planned ... Aggregating) whose claimant is dead (`holder_is_dead`:
+    its run failed, was canceled or lost its process; a null claimant predates claims) is
+    taken over where it stands: every stage records once, so finishing it posts nothing
+    twice. Anyone else is refused with the reason (AlreadyClaimed). The liveness check runs
+    outside the workload lock; the takeover then happens only if the claim is unchanged."""
+    row = _claim_row(engine, workload_id)
+    state = State(row.state)
+    if state in IN_FLIGHT and row.claimed_by == claimant:
+        return state
+    takeover = state in IN_FLIGHT and holder_is_dead(row.claimed_by)
+    if state != State.PENDING and not takeover:
+        raise AlreadyClaimed(f"{workload_id} is {row.state} ({row.state_reason}): "
+                             + ("another run has its lifecycle" if state in IN_FLIGHT else "its lifecycle has ended"))
     with exclusive_transaction(engine, WORKLOAD_LOCK_KEY) as connection:
-        row = connection.execute(select(workloads.c.state, workloads.c.state_reason)
-                                 .where(workloads.c.workload_id == workload_id)).first()
-        if row is None:
-            raise UnknownWorkload(f"no workload {workload_id!r}")
-        if row.state == State.PLANNED.value and row.state_reason == reason:
-            return
-        if row.state != State.PENDING.value:
-            raise AlreadyClaimed(f"{workload_id} is {row.state} ({row.state_reason}): another run has its lifecycle; "
-                                 "use `forge-pool replay` to reproduce a finished one")
         now = utc_now()
-        connection.execute(update(workloads).where(workloads.c.workload_id == workload_id)
-                           .values(state=State.PLANNED.value, state_reason=reason, updated_at=now))
-        connection.execute(insert(workload_events).values(
-            workload_id=workload_id, from_state=State.PENDING.value, to_state=State.PLANNED.value, reason=reason, at=now))
+        unchanged = (workloads.c.workload_id == workload_id) & (workloads.c.state == row.state)
+        unchanged &= (workloads.c.claimed_by.is_(None) if row.claimed_by is None
+                      else workloads.c.claimed_by == row.claimed_by)
+        reason = (f"taken over by run {claimant} from run {row.claimed_by}, which is dead" if takeover
+                  else f"claimed by run {claimant}")
+        values = {"claimed_by": claimant, "state_reason": reason, "updated_at": now}
+        if not takeover:
+            values["state"] = State.PLANNED.value
+        if connection.execute(update(workloads).where(unchanged).values(**values)).rowcount != 1:
+            raise AlreadyClaimed(f"{workload_id}: another run claimed it at the same moment")
+        if not takeover:
+            connection.execute(insert(workload_events).values(
+                workload_id=workload_id, from_state=State.PENDING.value, to_state=State.PLANNED.value, reason=reason,
+                at=now))
+    return State.PLANNED if not takeover else state
+
+
+def _claim_row(engine: Engine, workload_id: str):
+    with engine.connect() as connection:
+        row = connection.execute(select(workloads.c.state, workloads.c.state_reason, workloads.c.claimed_by)
+                                 .where(workloads.c.workload_id == workload_id)).first()
+    if row is None:
+        raise UnknownWorkload(f"no workload {workload_id!r}")
+    return row
+
+
+def claims_in_flight(engine: Engine) -> dict[str, str | None]:
+    """Every workload between claim and end (Planned ... Aggregating) and the run that holds it."""
+    with engine.connect() as connection:
+        rows = connection.execute(select(workloads.c.workload_id, workloads.c.claimed_by)
+                                  .where(workloads.c.state.in_([state.value for state in IN_FLIGHT]))
+                                  .order_by(workloads.c.submitted_at, workloads.c.workload_id))
+        return {workload_id: claimed_by for workload_id, claimed_by in rows}
+
+
+def record_plan(engine: Engine, workload_id: str, planned: dict) -> dict:
+    """Record the workload's plan once; returns the plan recorded first (a later one is not kept)."""
+    with exclusive_transaction(engine, WORKLOAD_LOCK_KEY) as connection:
+        recorded = connection.execute(select(execution_plans.c.plan_json)
+                                      .where(execution_plans.c.workload_id == workload_id)).scalar_one_or_none()
+        if recorded is not None:
+            return json.loads(recorded)
+        connection.execute(insert(execution_plans).values(workload_id=workload_id, plan_json=canonical_json(
+            planned).decode(), planned_at=utc_now()))
+    return planned
+
+
+def plan_of(engine: Engine, workload_id: str) -> dict | None:
+    with engine.connect() as connection:
+        value = connection.execute(select(execution_plans.c.plan_json)
+                                   .where(execution_plans.c.workload_id == workload_id)).scalar_one_or_none()
+    return None if value is None else json.loads(value)
 
 
 def workload_events_of(engine: Engine, workload_id: str) -> list[dict]:
