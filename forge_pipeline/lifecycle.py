@@ -43,6 +43,10 @@ class WorkloadFailed(RuntimeError):
     """The workload ended Failed; the message is the recorded reason."""
 
 
+class RunRefused(WorkloadFailed):
+    """This run may not take the workload (another run has or had its lifecycle); the workload is unchanged."""
+
+
 @contextlib.contextmanager
 def failing_on_fault(engine: Engine, workload_id: str, stage: str):
     try:
@@ -65,7 +69,7 @@ def admitted_request(engine: Engine, workload_id: str, claimant: str) -> dict:
     try:
         records.claim(engine, workload_id, claimant)
     except records.AlreadyClaimed as error:
-        raise WorkloadFailed(str(error)) from error
+        raise RunRefused(str(error)) from error
     workload = records.load_workload(engine, workload_id)
     with failing_on_fault(engine, workload_id, "intake"):
         request = validate_request(workload["request"]).document

@@ -135,7 +135,8 @@ def claim(engine: Engine, workload_id: str, claimant: str) -> None:
             return
         if row.state != State.PENDING.value:
             raise AlreadyClaimed(f"{workload_id} is {row.state} ({row.state_reason}): another run has its lifecycle; "
-                                 "use `forge-pool replay` to reproduce a finished one")
+                                 f"to reproduce a finished one, launch the replay_workload job on partition "
+                                 f"{workload_id} in the UI (or `forge-pool replay {workload_id}`)")
         now = utc_now()
         connection.execute(update(workloads).where(workloads.c.workload_id == workload_id)
                            .values(state=State.PLANNED.value, state_reason=reason, updated_at=now))
