@@ -339,12 +339,16 @@ def command_db_upgrade(arguments) -> int:
 
 
 def command_ui(arguments) -> int:
+    """`dagster dev` of this environment (not whatever `dagster` PATH finds): the webserver, and the
+    daemon that the intake sensor and the billing-cycle schedule need, on the instance under FORGE_HOME."""
     from forge_pipeline.orchestration.runs import forge_instance
 
     forge_instance()
-    command = ["dagster", "dev", "-m", "forge_pipeline.definitions", "-p", str(arguments.port)]
-    say(f"starting the Dagster UI on port {arguments.port} (DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
-    os.execvp(command[0], command)
+    dagster = Path(sys.executable).parent / "dagster"
+    command = [str(dagster), "dev", "-m", "forge_pipeline.definitions", "-h", arguments.host, "-p", str(arguments.port)]
+    say(f"starting the Dagster UI on http://{arguments.host}:{arguments.port} with its daemon "
+        f"(DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+    os.execv(command[0], command)
 
 
 def command_serve(arguments) -> int:
@@ -461,6 +465,7 @@ def parser() -> argparse.ArgumentParser:
     keys_revoke.set_defaults(handler=command_keys_revoke)
     ui_parser = commands.add_parser("ui", help="the Dagster UI on this home")
     ui_parser.add_argument("--port", type=int, default=3000)
+    ui_parser.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve other machines")
     ui_parser.set_defaults(handler=command_ui)
     return root
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from dagster import Definitions, in_process_executor, multiprocess_executor
+from dagster import AssetSpec, Definitions, in_process_executor, map_asset_specs, multiprocess_executor
 
 from forge_pipeline.orchestration.billing_assets import BILLING_ASSETS, billing_cycle_schedule, settlement_job
 from forge_pipeline.orchestration.intake import submit_request, workload_intake_sensor, workload_lifecycle_job
@@ -44,8 +44,16 @@ def executor():
     return EXECUTORS[name]
 
 
+# The UI lists asset groups by name; numbering each stage's group keeps them in lifecycle order.
+LIFECYCLE_GROUPS = ("intake", "plan", "execute", "verify", "aggregate", "finalize", "settle", "audit")
+
+
+def in_lifecycle_order(spec: AssetSpec) -> AssetSpec:
+    return spec.replace_attributes(group_name=f"{LIFECYCLE_GROUPS.index(spec.group_name) + 1}_{spec.group_name}")
+
+
 defs = Definitions(
-    assets=[*WORKLOAD_ASSETS, *BILLING_ASSETS, workload_replay],
+    assets=map_asset_specs(in_lifecycle_order, [*WORKLOAD_ASSETS, *BILLING_ASSETS, workload_replay]),
     jobs=[workload_lifecycle_job, submit_request, settlement_job, replay_job],
     schedules=[billing_cycle_schedule],
     sensors=[workload_intake_sensor],

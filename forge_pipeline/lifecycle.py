@@ -46,6 +46,10 @@ class WorkloadFailed(RuntimeError):
     """The workload ended Failed; the message is the recorded reason."""
 
 
+class RunRefused(WorkloadFailed):
+    """This run may not take the workload (another run has or had its lifecycle); the workload is unchanged."""
+
+
 @contextlib.contextmanager
 def failing_on_fault(engine: Engine, workload_id: str, stage: str):
     try:
@@ -70,7 +74,7 @@ def admitted_request(engine: Engine, workload_id: str, claimant: str,
     try:
         records.claim(engine, workload_id, claimant, holder_is_dead)
     except records.AlreadyClaimed as error:
-        raise WorkloadFailed(str(error)) from error
+        raise RunRefused(str(error)) from error
     workload = records.load_workload(engine, workload_id)
     with failing_on_fault(engine, workload_id, "intake"):
         request = validate_request(workload["request"]).document

@@ -10,11 +10,12 @@ import datetime as dt
 
 import polars as pl
 from dagster import (AllPartitionMapping, AssetCheckResult, AssetCheckSpec, AssetDep, AssetExecutionContext,
-                     DailyPartitionsDefinition, Failure, MetadataValue, MonthlyPartitionsDefinition, Output,
-                     RunRequest, ScheduleEvaluationContext, TableColumn, TableRecord, TableSchema, asset,
+                     DailyPartitionsDefinition, DefaultScheduleStatus, Failure, MetadataValue,
+                     MonthlyPartitionsDefinition, Output, RunRequest, ScheduleEvaluationContext, asset,
                      define_asset_job, schedule)
 
 from forge_pipeline.ledger.ledger import verify_chain
+from forge_pipeline.orchestration.metadata import settlement_table_metadata, table_metadata
 from forge_pipeline.orchestration.resources import ArtifactStoreResource, ForgeDatabaseResource
 from forge_pipeline.orchestration.workload_assets import usage_record
 from forge_pipeline.settle import settlement, tables
@@ -56,7 +57,7 @@ def settlement_postings(context: AssetExecutionContext, database: ForgeDatabaseR
     summary = settlement.settle_cycle(engine, cycle)
     frame = settlement.cycle_entries(engine, cycle.key)
     reconciliation = tables.cycle_reconciliation(frame).collect()
-    yield Output(summary, metadata={**summary, "reconciliation": MetadataValue.md(str(reconciliation))})
+    yield Output(summary, metadata={**summary, "reconciliation": table_metadata(reconciliation)})
     after = verify_chain(engine)
     unbalanced = unbalanced_transactions(engine)
     yield AssetCheckResult(check_name="ledger_entries_balanced", passed=not unbalanced,
@@ -71,19 +72,14 @@ def settlement_postings(context: AssetExecutionContext, database: ForgeDatabaseR
                            metadata={"billed_but_not_finalized": MetadataValue.json(not_finalized)})
 
 
-def table_metadata(frame: pl.DataFrame) -> MetadataValue:
-    schema = TableSchema(columns=[TableColumn(name, str(dtype)) for name, dtype in frame.schema.items()])
-    return MetadataValue.table([TableRecord(row) for row in frame.to_dicts()], schema=schema)
-
-
 def write_table(context: AssetExecutionContext, artifacts: ArtifactStoreResource, name: str,
-                frame: pl.DataFrame) -> dict:
+                frame: pl.DataFrame, label_column: str, amount_column: str, title: str) -> dict:
     directory = artifacts.path() / "settlement" / context.partition_key
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.parquet"
     frame.write_parquet(path)
-    context.add_output_metadata({"path": MetadataValue.path(str(path)), "rows": frame.height,
-                                 "table": table_metadata(frame)})
+    context.add_output_metadata(settlement_table_metadata(frame, path, label_column, amount_column,
+                                                          f"{title}, cycle {context.partition_key}"))
     return {"path": str(path), "rows": frame.to_dicts()}
 
 
@@ -92,7 +88,8 @@ def credit_statement(context: AssetExecutionContext, database: ForgeDatabaseReso
                      artifacts: ArtifactStoreResource) -> dict:
     """Per organization and billing scope: settled workloads and charge in µcr (Parquet)."""
     frame = tables.credit_statement(settlement.cycle_entries(database.engine(), context.partition_key)).collect()
-    return write_table(context, artifacts, "credit_statement", frame)
+    return write_table(context, artifacts, "credit_statement", frame, "organization", "charge_ucr",
+                       "charges by organization")
 
 
 @asset(partitions_def=billing_cycles, group_name="settle", deps=[settlement_postings])
@@ -100,7 +97,8 @@ def provider_payouts(context: AssetExecutionContext, database: ForgeDatabaseReso
                      artifacts: ArtifactStoreResource) -> dict:
     """Per provider: workloads paid for and payout in µcr (Parquet)."""
     frame = tables.provider_payouts(settlement.cycle_entries(database.engine(), context.partition_key)).collect()
-    return write_table(context, artifacts, "provider_payouts", frame)
+    return write_table(context, artifacts, "provider_payouts", frame, "provider_id", "payout_ucr",
+                       "payouts by provider")
 
 
 BILLING_ASSETS = [settlement_postings, credit_statement, provider_payouts]
@@ -108,8 +106,10 @@ settlement_job = define_asset_job("billing_cycle_settlement", selection=BILLING_
                                   description="settle one billing cycle: postings, statements, payouts")
 
 
+# On from the start: finance should not have to find a switch to get each cycle settled. It runs
+# while the daemon does (`forge-pool ui` starts one); `dagster schedule stop` or the UI's toggle stops it.
 @schedule(job=settlement_job, cron_schedule="15 0 * * *" if CADENCE == "daily" else "15 0 1 * *",
-          execution_timezone="UTC")
+          execution_timezone="UTC", default_status=DefaultScheduleStatus.RUNNING)
 def billing_cycle_schedule(context: ScheduleEvaluationContext):
     """Shortly after each cycle closes, settle the cycle that just closed."""
     closed_day = (context.scheduled_execution_time - dt.timedelta(days=1)).date()

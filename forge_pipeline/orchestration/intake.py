@@ -7,10 +7,11 @@ from dagster import (Config, DefaultSensorStatus, Failure, OpExecutionContext, R
 
 from forge_pipeline.intake.admission import admit_requests
 from forge_pipeline.intake.problems import RequestInvalid
+from forge_pipeline.orchestration.metadata import workload_run_tags
 from forge_pipeline.orchestration.resources import AgentPoolResource, ForgeDatabaseResource
 from forge_pipeline.orchestration.workload_assets import WORKLOAD_ASSETS, workload_partitions
 from forge_pipeline.states import State
-from forge_pipeline.storage.records import list_workload_ids
+from forge_pipeline.storage.records import list_workload_ids, load_workload
 
 workload_lifecycle_job = define_asset_job(
     "workload_lifecycle", selection=WORKLOAD_ASSETS,
@@ -43,10 +44,13 @@ def submit_request():
 
 @sensor(job=workload_lifecycle_job, minimum_interval_seconds=15, default_status=DefaultSensorStatus.RUNNING)
 def workload_intake_sensor(context: SensorEvaluationContext, database: ForgeDatabaseResource) -> SensorResult:
-    """Each Pending workload not yet a partition becomes one, with one lifecycle run keyed by its id."""
+    """Each Pending workload not yet a partition becomes one, with one lifecycle run keyed by its id and
+    tagged with its organization and primitive (the partition key itself is only a wl_ hash)."""
     known = set(context.instance.get_dynamic_partitions(workload_partitions.name))
     new = [workload_id for workload_id in list_workload_ids(database.engine(), State.PENDING) if workload_id not in known]
+    engine = database.engine()
     return SensorResult(
-        run_requests=[RunRequest(run_key=workload_id, partition_key=workload_id) for workload_id in new],
+        run_requests=[RunRequest(run_key=workload_id, partition_key=workload_id,
+                                 tags=workload_run_tags(load_workload(engine, workload_id))) for workload_id in new],
         dynamic_partitions_requests=[workload_partitions.build_add_request(new)] if new else [],
     )

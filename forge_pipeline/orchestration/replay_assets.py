@@ -10,7 +10,9 @@ from forge_pipeline.replay import replay_workload
 
 
 @asset(partitions_def=workload_partitions, group_name="audit", deps=[evidence_bundle, usage_record],
-       check_specs=[AssetCheckSpec("workload_replay_reproduces", asset="workload_replay")])
+       check_specs=[AssetCheckSpec("workload_replay_reproduces", asset="workload_replay",
+                                    description="re-executed here, the output digest, Merkle root, "
+                                                "charge and payouts equal the ledger's record")])
 def workload_replay(context: AssetExecutionContext, database: ForgeDatabaseResource, artifacts: ArtifactStoreResource):
     """Re-plan, re-execute, re-aggregate and re-price the workload; every difference is named."""
     result = replay_workload(database.engine(), context.partition_key, artifacts.path())

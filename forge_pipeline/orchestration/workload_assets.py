@@ -21,7 +21,7 @@ from forge_pipeline.assign.pool import HARDWARE_CLASSES
 from forge_pipeline.aggregate.evidence import evidence_directory
 from forge_pipeline.canonical import digest
 from forge_pipeline.deploy.kubernetes import K8S_CONFIG_TAG, step_k8s_config
-from forge_pipeline.execute.primitives import get_primitive
+from forge_pipeline.orchestration.metadata import evidence_metadata, usage_metadata
 from forge_pipeline.orchestration.resources import (AgentPoolResource, ArtifactStoreResource, ComputeBackendResource,
                                                     ForgeDatabaseResource)
 from forge_pipeline.orchestration.runs import claim_holder_is_dead, tag_run_driver
@@ -38,28 +38,33 @@ def reported_as_failure():
         raise Failure(description=str(error), allow_retries=False) from None
 
 
-@asset(partitions_def=workload_partitions, group_name="intake", kinds={"python"})
+@asset(partitions_def=workload_partitions, group_name="intake", kinds={"python"}, output_required=False)
 def workload_request(context: AssetExecutionContext, database: ForgeDatabaseResource,
-                     compute_backend: ComputeBackendResource) -> dict:
+                     compute_backend: ComputeBackendResource):
     """The admitted request, claimed for this run (a re-execution of the same run may continue;
     a workload whose claiming run is dead is taken over), re-validated, with the seed the hub
     recorded. Where this process cannot compute (FORGE_DEVICE=gpu without a device) nothing
-    is claimed: the workload stays Pending for a machine that can."""
+    is claimed: the workload stays Pending for a machine that can. A run refused the workload
+    (it is or was another run's) materializes nothing, so the rest of its lifecycle is skipped
+    and its assets stay as they were."""
     unusable = compute_backend.unusable_reason()
     if unusable:
         raise Failure(description=f"{context.partition_key} not claimed: {unusable}", allow_retries=False)
     tag_run_driver(context.instance, context.run, context.job_def.executor_def.name)
     with reported_as_failure():
-        admitted = lifecycle.admitted_request(database.engine(), context.partition_key,
-                                              context.run.root_run_id or context.run.run_id,
-                                              claim_holder_is_dead(context.instance))
+        try:
+            admitted = lifecycle.admitted_request(database.engine(), context.partition_key,
+                                                  context.run.root_run_id or context.run.run_id,
+                                                  claim_holder_is_dead(context.instance))
+        except lifecycle.RunRefused as refusal:
+            context.log.warning(f"nothing to do, nothing materialized: {refusal}")
+            return
     request = admitted["request"]
-    context.add_output_metadata({
+    yield Output(admitted, metadata={
         "primitive": request["primitive"], "organization": request["organization"],
         "project": request["project"], "workspace": request["workspace"], "seed": str(admitted["seed"]),
         "request": MetadataValue.json(request),
     })
-    return admitted
 
 
 @asset(partitions_def=workload_partitions, group_name="plan")
@@ -160,19 +165,14 @@ def verification_report(context: AssetExecutionContext, execution_plan: dict, sh
 
 
 @asset(partitions_def=workload_partitions, group_name="aggregate",
-       check_specs=[AssetCheckSpec("evidence_bundle_intact", asset="evidence_bundle")])
+       check_specs=[AssetCheckSpec("evidence_bundle_intact", asset="evidence_bundle",
+                                    description="manifest.json and output.json on disk have the recorded digests")])
 def evidence_bundle(context: AssetExecutionContext, execution_plan: dict, verification_report: dict,
                     database: ForgeDatabaseResource, artifacts: ArtifactStoreResource):
     """The exact merged output and its manifest (Merkle root of shard digests, bundle digest)."""
     evidence = lifecycle.aggregate_workload(database.engine(), execution_plan, verification_report, artifacts.path())
     directory = evidence_directory(evidence["evidence_path"], artifacts.path())
-    summary = get_primitive(execution_plan["plan"]["primitive"]).output_summary(evidence["output"])
-    table = summary.pop("table_markdown")
-    yield Output(evidence, metadata={
-        "output_digest": evidence["output_digest"], "merkle_root": evidence["merkle_root"],
-        "evidence_digest": evidence["evidence_digest"], "evidence_path": MetadataValue.path(str(directory)),
-        "backends": ", ".join(evidence["backends"]), "output_summary": MetadataValue.md(table), **summary,
-    })
+    yield Output(evidence, metadata=evidence_metadata(execution_plan, evidence, directory))
     yield _evidence_check(evidence, directory)
 
 
@@ -188,13 +188,10 @@ def _evidence_check(evidence: dict, directory: Path) -> AssetCheckResult:
 @asset(partitions_def=workload_partitions, group_name="finalize")
 def usage_record(context: AssetExecutionContext, execution_plan: dict, verification_report: dict,
                  evidence_bundle: dict, database: ForgeDatabaseResource) -> dict:
-    """Work units, attribution and replay references; the workload is Finalized."""
+    """Work units, attribution, replay references and money (charge, components, rate card version,
+    payout split); the workload is Finalized."""
     record = lifecycle.finalize_workload(database.engine(), execution_plan, verification_report, evidence_bundle)
-    context.add_output_metadata({
-        "work_units": record["work_units"], "organization": record["organization"],
-        "output_digest": record["output_digest"], "evidence_digest": record["evidence_digest"],
-        "finalized_at": record["finalized_at"],
-    })
+    context.add_output_metadata(usage_metadata(record, verification_report))
     return record
 
 

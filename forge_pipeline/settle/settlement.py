@@ -131,9 +131,14 @@ def billable_record_texts(engine: Engine, cycle: Cycle) -> tuple[str, ...]:
         return tuple(connection.execute(query).scalars())
 
 
-def settlement_transaction(record: dict, cycle: Cycle) -> Transaction:
+def workload_split(record: dict) -> dict:
+    """A usage record's provider payouts and platform fee, by its own rate card version (split.settle_workload)."""
     share_bps = load_rate_card(record["rate_card_version"]).provider_share_bps
-    split = settle_workload(record["charge_ucr"], share_bps, record["verified_work_units_by_provider"])
+    return settle_workload(record["charge_ucr"], share_bps, record["verified_work_units_by_provider"])
+
+
+def settlement_transaction(record: dict, cycle: Cycle) -> Transaction:
+    split = workload_split(record)
     common = {"workload_id": record["workload_id"], "cycle": cycle.key, "organization": record["organization"],
               "project": record["project"], "workspace": record["workspace"]}
     memo = {"rate_card_version": record["rate_card_version"], "payout_pool_ucr": split["payout_pool_ucr"],

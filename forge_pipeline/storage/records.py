@@ -156,7 +156,9 @@ def claim(engine: Engine, workload_id: str, claimant: str,
     takeover = state in IN_FLIGHT and holder_is_dead(row.claimed_by)
     if state != State.PENDING and not takeover:
         raise AlreadyClaimed(f"{workload_id} is {row.state} ({row.state_reason}): "
-                             + ("another run has its lifecycle" if state in IN_FLIGHT else "its lifecycle has ended"))
+                             + ("another run has its lifecycle" if state in IN_FLIGHT else
+                                "its lifecycle has ended; to reproduce it, launch the replay_workload job on "
+                                f"partition {workload_id} in the UI (or `forge-pool replay {workload_id}`)"))
     with exclusive_transaction(engine, WORKLOAD_LOCK_KEY) as connection:
         now = utc_now()
         unchanged = (workloads.c.workload_id == workload_id) & (workloads.c.state == row.state)
