@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, insert, select, update
 
 from forge_pipeline.intake.problems import Problem, RequestInvalid
-from forge_pipeline.intake.request import IDENTIFIER
+from forge_pipeline.intake.identifiers import IDENTIFIER_RULE, is_identifier
 from forge_pipeline.storage.database import api_keys, utc_now
 
 KEY_PREFIX = "fpk"
@@ -88,9 +88,9 @@ def create_key(engine: Engine, kind: Kind, owner: str, scopes: list[str] | None 
     problems = []
     if kind is Kind.OPERATOR:
         owner = ""
-    elif not IDENTIFIER.match(owner):
+    elif not is_identifier(owner):
         flag = "--org" if kind is Kind.ORGANIZATION else "--provider"
-        problems.append(Problem(flag, "must start with a letter or digit and use only letters, digits and _ . : -"))
+        problems.append(Problem(flag, IDENTIFIER_RULE))
     allowed = SCOPES_OF_KIND[kind]
     chosen = sorted(set(scopes)) if scopes else [scope.value for scope in allowed]
     for scope in chosen:
