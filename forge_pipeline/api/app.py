@@ -38,7 +38,8 @@ from forge_pipeline.api.models import (REQUEST_BODY_SCHEMA, AgentRecord, Dispute
                                        ProblemDetail, Statement, Submitted, WorkloadPage, WorkloadStatus)
 from forge_pipeline.assign.pool import Pool, load_pool
 from forge_pipeline.intake.problems import Problem, RequestInvalid
-from forge_pipeline.intake.request import MAX_DOCUMENT_BYTES, parse_document
+from forge_pipeline.intake.documents import load_document
+from forge_pipeline.intake.limits import MAX_JSON_BYTES
 from forge_pipeline.states import IllegalTransition
 from forge_pipeline.storage.database import open_engine
 
@@ -49,7 +50,7 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 @dataclass(frozen=True)
 class ApiSettings:
     """Limits of one server. `rate_limit` is a `limits` expression per key ("100/second", "6000/minute")."""
-    body_limit_bytes: int = MAX_DOCUMENT_BYTES
+    body_limit_bytes: int = MAX_JSON_BYTES
     rate_limit: str = "100/second"
     timeout_s: float = 30.0
     page_token_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
@@ -189,7 +190,7 @@ def create_app(settings: ApiSettings | None = None, pool: Pool | None = None) ->
         return None if principal.operator else principal.owner
 
     async def document_of(request: Request) -> object:
-        return parse_document(await request.body(), "(body)")
+        return load_document(await request.body(), "(body)")
 
     @app.exception_handler(RequestInvalid)
     async def invalid(request: Request, error: RequestInvalid):
