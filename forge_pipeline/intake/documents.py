@@ -210,13 +210,15 @@ BoundedLoader.add_constructor("tag:yaml.org,2002:map", lambda loader, node: load
 
 
 def _load_yaml(text: str, source: str) -> Any:
-    loader = BoundedLoader(text)
+    loader = None
     try:
+        loader = BoundedLoader(text)  # the reader refuses control characters as it is built
         return loader.get_single_data()
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        reason = getattr(error, "problem", None) or str(error)
+        reason = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise RequestInvalid([Problem(source, f"malformed YAML{where}: {reason}")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
