@@ -27,7 +27,7 @@ from forge_pipeline.assign.assignment import NoCapableAgent, assign_shards, retr
 from forge_pipeline.assign.pool import Pool
 from forge_pipeline.assign.reliability import Reliability, reliability_of
 from forge_pipeline.execute.primitives import get_primitive
-from forge_pipeline.execute.runner import ShardsExhausted, retry_failed, run_batch
+from forge_pipeline.execute.runner import InputFault, ShardsExhausted, retry_failed, run_batch
 from forge_pipeline.intake.problems import RequestInvalid
 from forge_pipeline.intake.request import validate_request
 from forge_pipeline.plan.planning import build_plan
@@ -39,7 +39,7 @@ from forge_pipeline.storage import records
 from forge_pipeline.storage.database import utc_now
 from forge_pipeline.verify.verification import verify_shards
 
-WORKLOAD_FAULTS = (RequestInvalid, NoCapableAgent, ShardsExhausted, BudgetExceeded, Unpriced)
+WORKLOAD_FAULTS = (RequestInvalid, InputFault, NoCapableAgent, ShardsExhausted, BudgetExceeded, Unpriced)
 
 
 class WorkloadFailed(RuntimeError):

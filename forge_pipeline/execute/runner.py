@@ -25,6 +25,11 @@ class ShardsExhausted(RuntimeError):
     """A shard failed on every Agent able to run it: the workload cannot finalize."""
 
 
+class InputFault(RuntimeError):
+    """The request's input fails a shard deterministically: every Agent's attempt and the hub's own
+    failed with the same error. The request's fault, never the Agents' (their attempts stay unjudged)."""
+
+
 def backend_for(agent: Agent) -> Backend:
     """A gpu Agent computes with CuPy (it was only assigned where a device is visible); a cpu Agent with the
     compiled CPU backend (numba) where it is installed, NumPy otherwise."""
@@ -126,9 +131,29 @@ def retry_failed(plan: dict, arguments: dict, attempts: list[dict], pick_agent) 
             agent = pick_agent({a["agent_id"] for a in tried},
                                {a["provider_id"] for a in tried if a["status"] == "completed"})
             if agent is None or len(tried) >= limit:
+                raise_input_fault(plan, arguments, shard["index"], tried)
                 reasons = "; ".join(f"{attempt['agent_id']}: {attempt['status']}" for attempt in tried)
                 raise ShardsExhausted(f"shard {shard['index']} failed on every Agent able to run it ({reasons})")
             attempt = execute_attempt(plan, arguments, shard["index"], agent, attempt_key=len(tried), role="retry")
             tried.append(attempt)
             new_attempts.append(attempt)
     return new_attempts
+
+
+def raise_input_fault(plan: dict, arguments: dict, shard_index: int, tried: list[dict]) -> None:
+    """Tell an input fault from Agent faults: when every attempt of a shard raised the same error,
+    the hub runs the shard too; if it raises that same error, the input is at fault (InputFault,
+    naming the error, whose message names the argument where the primitive knows it). An Agent
+    fault (an injected crash, a timeout, a lost device) differs between Agents or spares the hub."""
+    errors = {_error_of(attempt) for attempt in tried}
+    if not tried or any(attempt["status"] != "crashed" for attempt in tried) or len(errors) != 1:
+        return
+    hub = execute_attempt(plan, arguments, shard_index, HUB, role="hub")
+    if hub["status"] == "crashed" and {_error_of(hub)} == errors:
+        raise InputFault(f"shard {shard_index} fails alike on every Agent and on the hub, so the input is at "
+                         f"fault: {_error_of(hub)}")
+
+
+def _error_of(attempt: dict) -> str:
+    """The error an attempt recorded, without its role prefix (`retry; `, `hub; `)."""
+    return attempt["detail"].removeprefix(f"{attempt['role']}; ")

@@ -28,11 +28,12 @@ from forge_pipeline.storage import records
 __all__ = ["RequestIdConflict", "admit_requests", "read_request"]
 
 
-def read_request(document: str | bytes | dict, pool: Pool, organization: str | None = None) -> WorkloadRequest:
+def read_request(document: str | bytes | dict, pool: Pool, organization: str | None = None,
+                 source: str = "(document)") -> WorkloadRequest:
     """One document (JSON or YAML text, or a mapping already parsed) validated for admission:
     limits, fields, the caller's organization (when given, `organization` must equal the
     document's) and a pool able to run it. Raises RequestInvalid naming every problem; stores nothing."""
-    parsed = document if isinstance(document, dict) else load_document(document)
+    parsed = document if isinstance(document, dict) else load_document(document, source)
     request = validate_request(parsed)
     if organization is not None and request.document["organization"] != organization:
         raise RequestInvalid([Problem("organization", "must be the organization the request is submitted for")])
@@ -55,7 +56,7 @@ def admit_requests(documents: Sequence[tuple[str, str | bytes | dict]], pool: Po
     problems: list[Problem] = []
     for source, document in documents:
         try:
-            requests.append(read_request(document, pool, organization))
+            requests.append(read_request(document, pool, organization, source))
         except RequestInvalid as error:
             problems += error.within(source).problems
     if problems:

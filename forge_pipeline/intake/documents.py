@@ -108,7 +108,7 @@ def check_limits(document: Any) -> None:
 
 
 def _load_json(text: str, source: str) -> Any:
-    depth = deepest = 0
+    depth = 0
     for token in _JSON_TOKEN.finditer(text):
         bracket = token.group()
         if bracket in "[{":
@@ -116,7 +116,6 @@ def _load_json(text: str, source: str) -> Any:
             if depth > MAX_DEPTH:
                 line = text.count("\n", 0, token.start()) + 1
                 raise RequestInvalid([Problem(source, f"nested deeper than {MAX_DEPTH} levels (line {line})")])
-            deepest = max(deepest, depth)
         elif bracket in "]}":
             depth -= 1
     try:
@@ -148,6 +147,13 @@ class BoundedLoader(yaml.SafeLoader):
         super().__init__(stream)
         self.depth = 0
         self.nodes = 0
+
+    def fetch_flow_collection_start(self, token_class):
+        # The scanner reads ahead over a whole flow collection while a simple key may be pending,
+        # checking every open level per token: bounded here, before the composer sees any of it.
+        if self.flow_level >= MAX_DEPTH:
+            raise yaml.scanner.ScannerError(None, None, f"nested deeper than {MAX_DEPTH} levels", self.get_mark())
+        super().fetch_flow_collection_start(token_class)
 
     def compose_node(self, parent, index):
         event = self.peek_event()
@@ -204,13 +210,15 @@ BoundedLoader.add_constructor("tag:yaml.org,2002:map", lambda loader, node: load
 
 
 def _load_yaml(text: str, source: str) -> Any:
-    loader = BoundedLoader(text)
+    loader = None
     try:
+        loader = BoundedLoader(text)  # the reader refuses control characters as it is built
         return loader.get_single_data()
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        reason = getattr(error, "problem", None) or str(error)
+        reason = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise RequestInvalid([Problem(source, f"malformed YAML{where}: {reason}")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

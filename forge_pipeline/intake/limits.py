@@ -10,7 +10,7 @@ Sizes are bytes of UTF-8 text; lengths are characters; depths count nested mappi
 # nodes while composing, so a YAML document is held to a smaller size: large inline data goes in
 # JSON, or in a file under the organization's input area.
 MAX_JSON_BYTES = 8 << 20
-MAX_YAML_BYTES = 64 << 10
+MAX_YAML_BYTES = 32 << 10
 MAX_DEPTH = 32  # nesting of mappings and lists; the deepest contract (topk_similarity inline) uses 4
 MAX_NODES = 2_000_000  # scalars, mappings and lists in one document (a 1M-component inline matrix)
 MAX_STRING_CHARS = 4_096  # any string scalar or mapping key

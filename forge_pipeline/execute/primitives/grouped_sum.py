@@ -100,6 +100,9 @@ class GroupedSum(Primitive):
             columns[field] = problems.string(value.get(field, default), join(path, field))
         if None in columns.values():
             return None
+        if columns["key_column"] == columns["value_column"]:
+            problems.add(join(path, "value_column"), f"must differ from key_column ({columns['key_column']!r})")
+            return None
         facts = parquet_facts(source["path"], columns["key_column"], columns["value_column"], problems, path)
         if facts is None:
             return None
@@ -271,11 +274,15 @@ def parquet_facts(file_path: str, key_column: str, value_column: str, problems: 
     if len(problems.found) > found_before:
         return None
     key, number = polars.col(key_column), polars.col(value_column)
-    facts = frame.select(
-        polars.len().alias("rows"), key.null_count().alias("key_nulls"), number.null_count().alias("value_nulls"),
-        key.n_unique().alias("groups"), key.min().alias("key_min"), key.max().alias("key_max"),
-        number.min().alias("value_min"), number.max().alias("value_max"),
-    ).collect().row(0, named=True)
+    try:  # reads every page of both columns: a file whose footer is sound but whose data is not is refused here
+        facts = frame.select(
+            polars.len().alias("rows"), key.null_count().alias("key_nulls"), number.null_count().alias("value_nulls"),
+            key.n_unique().alias("groups"), key.min().alias("key_min"), key.max().alias("key_max"),
+            number.min().alias("value_min"), number.max().alias("value_max"),
+        ).collect().row(0, named=True)
+    except (OSError, polars.exceptions.PolarsError) as error:
+        problems.add(join(path, "path"), f"its data pages cannot be read ({str(error).splitlines()[0]})")
+        return None
     rows = facts["rows"]
     if not 1 <= rows <= MAX_ROWS:
         problems.add(join(path, "path"), f"must hold between 1 and {MAX_ROWS} rows, holds {rows}")
