@@ -310,8 +310,12 @@ class _Walk:
                 self.announced = bytes.fromhex(json.loads(row.memo)["public_key"])
             except (ValueError, KeyError, TypeError):
                 return ChainProblem.BAD_SIGNATURE, sequence, f"key rotation entry {sequence} names no public key"
-        if self.next_signature < len(self.signatures) and self.signatures[self.next_signature].last_sequence == sequence:
-            broken = self._signed_write(self.signatures[self.next_signature], row)
+        signed = self.signatures[self.next_signature] if self.next_signature < len(self.signatures) else None
+        if sequence == self.write_start and (signed is None or signed.first_sequence != sequence):
+            return (ChainProblem.NOT_SIGNED, sequence, f"entries from {sequence} are in no signed write"
+                    + ("" if signed is None else f" (the next one covers {signed.first_sequence}..{signed.last_sequence})"))
+        if signed.last_sequence == sequence:
+            broken = self._signed_write(signed, row)
             if broken is not None:
                 return broken
             self.next_signature += 1
@@ -328,11 +332,6 @@ class _Walk:
             signed = self.signatures[self.next_signature]
             return (ChainProblem.NOT_SIGNED, size + 1, f"a signed write covers entries {signed.first_sequence}.."
                     f"{signed.last_sequence}, the ledger ends at entry {size}: entries were removed")
-        if self.write_start <= size:
-            return (ChainProblem.NOT_SIGNED, self.write_start,
-                    f"entries {self.write_start}..{size} are in no signed write")
-        if size and self.trust.root_public_key is None:
-            return ChainProblem.KEY_MISMATCH, 1, "there is no public key file to check the signatures with"
         if self.trust.current_key_id is not None and self.active_key_id != self.trust.current_key_id:
             return (ChainProblem.KEY_MISMATCH, size + 1,
                     f"this machine signs with key {self.trust.current_key_id[:16]}…, but the ledger's current key is "
@@ -346,14 +345,13 @@ class _Walk:
 
     def _signed_write(self, signed: Row, row: Row) -> tuple[ChainProblem, int, str] | None:
         sequence, start = row.sequence, self.write_start
-        if signed.first_sequence != start:
-            return (ChainProblem.NOT_SIGNED, start, f"the signed write ending at entry {sequence} starts at "
-                                                    f"{signed.first_sequence}, the previous one ended at {start - 1}")
         root = self.frontier.root().hex()
         if (signed.head_hash, signed.merkle_root) != (row.entry_hash, root):
             return (ChainProblem.BAD_SIGNATURE, start, f"the write of entries {start}..{sequence} was signed with head "
                                                        f"{signed.head_hash[:16]}… and root {signed.merkle_root[:16]}…, "
                                                        f"the entries give {row.entry_hash[:16]}… and {root[:16]}…")
+        if self.active_key_id is None:
+            return ChainProblem.KEY_MISMATCH, start, "there is no public key file to check the signatures with"
         public_key = self.keys.get(signed.key_id) if signed.key_id == self.active_key_id else None
         message = write_signature_message(start, sequence, signed.head_hash, signed.merkle_root, signed.key_id,
                                           signed.signed_at)
