@@ -15,6 +15,9 @@ from pathlib import Path
 
 from forge_pipeline.intake.limits import MAX_JSON_BYTES
 from forge_pipeline.intake.problems import Problem, RequestInvalid
+from forge_pipeline.ledger.checkpoints import CheckpointInvalid
+from forge_pipeline.ledger.ledger import LedgerCorrupt
+from forge_pipeline.ledger.signing import SigningKeyProblem
 from forge_pipeline.replay import ReplayImpossible
 from forge_pipeline.states import IllegalTransition, State
 from forge_pipeline.storage import records
@@ -231,21 +234,114 @@ def command_settle(arguments) -> int:
 
 
 def command_ledger_verify(arguments) -> int:
-    from forge_pipeline.ledger.ledger import verify_chain
+    from forge_pipeline.ledger.integrity import check_ledger
 
-    result = verify_chain(existing_engine())
-    if result.ok:
-        print(f"ledger intact: {result.entries_checked} entries, head {result.head_hash}")
+    report = check_ledger(existing_engine(), [(path, read_checkpoint(path)) for path in arguments.checkpoint])
+    if report.ok:
+        print(f"ledger intact: {report.ledger.entries_checked} entries, head {report.ledger.head_hash}, "
+              f"merkle root {report.ledger.merkle_root}; signatures, {len(arguments.checkpoint) or 'logged'} "
+              "checkpoint(s) and derived tables agree")
         return EXIT_OK
-    print(f"ledger NOT intact: entry {result.first_bad_sequence}: {result.reason}")
+    print(f"ledger NOT intact: {report.first_problem}")
+    for problem in report.derived[1:]:
+        print(f"  also: {problem}")
     return EXIT_PROBLEM
 
 
+def read_checkpoint(path: str) -> dict:
+    """A checkpoint file given on the command line (exit 2 when it is not one)."""
+    from forge_pipeline.ledger.checkpoints import CheckpointInvalid, read_checkpoint_file
+
+    try:
+        return read_checkpoint_file(Path(path))
+    except CheckpointInvalid as error:
+        raise RequestInvalid([Problem("--checkpoint", str(error))]) from None
+
+
+def command_ledger_checkpoint(arguments) -> int:
+    from forge_pipeline.ledger.integrity import checkpoint_ledger
+
+    checkpoint = checkpoint_ledger(existing_engine())
+    print(json.dumps(checkpoint, indent=2))
+    if arguments.output:
+        Path(arguments.output).write_text(json.dumps(checkpoint, indent=2) + "\n")
+    say(f"checkpoint of {checkpoint['size']} entries signed and logged; keep a copy to verify against later")
+    return EXIT_OK
+
+
+def logged_or_file_checkpoint(text: str | None) -> dict:
+    """A checkpoint named on the command line: a file, a size in the checkpoint log, or (None) the newest logged."""
+    from forge_pipeline.ledger.checkpoints import read_checkpoint_log
+
+    if text is not None and not text.isdigit():
+        return read_checkpoint(text)
+    logged = [checkpoint for _, checkpoint in read_checkpoint_log()]
+    matching = [checkpoint for checkpoint in logged if text is None or checkpoint["size"] == int(text)]
+    if not matching:
+        raise RequestInvalid([Problem("checkpoint", "no checkpoint in the log" if text is None else
+                                      f"no logged checkpoint of size {text}; run `forge-pool ledger checkpoint`")])
+    return matching[-1]
+
+
+def command_ledger_prove(arguments) -> int:
+    from forge_pipeline.ledger import integrity
+
+    engine = existing_engine()
+    if arguments.consistency:
+        old, new = (logged_or_file_checkpoint(text) for text in arguments.consistency)
+        try:
+            proof = integrity.consistency_proof(engine, old, new)
+        except ValueError as error:
+            raise RequestInvalid([Problem("--consistency", str(error))]) from None
+        print(json.dumps(proof, indent=2))
+        return EXIT_OK
+    if arguments.entry is None:
+        raise RequestInvalid([Problem("ENTRY", "name an entry (sequence number or transaction id) or use --consistency")])
+    checkpoint = logged_or_file_checkpoint(arguments.checkpoint)
+    sequences = ([int(arguments.entry)] if arguments.entry.isdigit()
+                 else integrity.transaction_sequences(engine, arguments.entry))
+    if not sequences:
+        raise RequestInvalid([Problem("ENTRY", f"no entry or transaction {arguments.entry!r} in the ledger")])
+    try:
+        proofs = integrity.inclusion_proofs(engine, sequences, checkpoint)
+    except LookupError as error:
+        raise RequestInvalid([Problem("ENTRY", str(error))]) from None
+    print(json.dumps(proofs[0] if arguments.entry.isdigit() else proofs, indent=2))
+    return EXIT_OK
+
+
+def command_ledger_rotate_key(arguments) -> int:
+    from forge_pipeline.ledger.integrity import rotate_signing_key
+
+    old, new = rotate_signing_key(existing_engine())
+    say(f"signing key rotated: {old[:16]}… announced {new[:16]}… in the ledger; give auditors the new public key "
+        "(`forge-pool ledger public-key`)")
+    return EXIT_OK
+
+
+def command_ledger_public_key(arguments) -> int:
+    from forge_pipeline.ledger.signing import load_signer, public_key_pem
+
+    signer = load_signer(create=False)
+    sys.stdout.write(public_key_pem(signer.public_key).decode())
+    say(f"key id {signer.key_id}")
+    return EXIT_OK
+
+
 def command_export(arguments) -> int:
+    """Every line carries the checkpoint (canonical JSON) signed for this export: an auditor proves
+    any line's transaction against it (`ledger prove TRANSACTION --checkpoint FILE`)."""
+    import polars as pl
+
+    from forge_pipeline.canonical import canonical_json
+    from forge_pipeline.ledger.integrity import checkpoint_ledger
     from forge_pipeline.settle.settlement import cycle_entries, statement_lines
 
     cycle_key = cycle_argument(arguments.cycle)
-    lines = statement_lines(cycle_entries(existing_engine(), cycle_key, arguments.org)).collect()
+    engine = existing_engine()
+    checkpoint = canonical_json(checkpoint_ledger(engine)).decode()  # refuses (exit 1) a ledger that does not verify
+    lines = (statement_lines(cycle_entries(engine, cycle_key, arguments.org))
+             .with_columns(pl.lit(checkpoint).alias("ledger_checkpoint")).collect())
     output = Path(arguments.output)
     temporary = output.with_name(f".{output.name}.tmp")
     try:
@@ -414,8 +510,27 @@ def parser() -> argparse.ArgumentParser:
     settle_parser.add_argument("cycle", metavar="YYYY-MM-DD")
     settle_parser.set_defaults(handler=command_settle)
     ledger_parser = commands.add_parser("ledger", help="ledger commands").add_subparsers(dest="ledger", required=True)
-    ledger_parser.add_parser("verify", help="exit 0 when the hash chain is intact, 1 naming the first bad entry") \
-        .set_defaults(handler=command_ledger_verify)
+    verify_parser = ledger_parser.add_parser(
+        "verify", help="exit 0 when the chain, signatures, checkpoints and derived tables agree; 1 naming the first "
+                       "bad entry or the contradicted checkpoint")
+    verify_parser.add_argument("--checkpoint", action="append", default=[], metavar="FILE",
+                               help="a checkpoint kept elsewhere, checked besides the local log (repeatable)")
+    verify_parser.set_defaults(handler=command_ledger_verify)
+    checkpoint_parser = ledger_parser.add_parser("checkpoint", help="verify, then sign and log a checkpoint (JSON)")
+    checkpoint_parser.add_argument("-o", dest="output", metavar="FILE", help="also write the checkpoint to FILE")
+    checkpoint_parser.set_defaults(handler=command_ledger_checkpoint)
+    prove_parser = ledger_parser.add_parser(
+        "prove", help="inclusion proof of an entry (sequence or transaction id), or --consistency OLD NEW")
+    prove_parser.add_argument("entry", nargs="?", metavar="ENTRY")
+    prove_parser.add_argument("--checkpoint", metavar="FILE|SIZE", help="prove against this checkpoint (default: "
+                                                                        "the newest logged)")
+    prove_parser.add_argument("--consistency", nargs=2, metavar=("OLD", "NEW"),
+                              help="checkpoints (files or logged sizes): prove NEW extends OLD")
+    prove_parser.set_defaults(handler=command_ledger_prove)
+    ledger_parser.add_parser("rotate-key", help="announce a new signing key in the ledger, then sign with it") \
+        .set_defaults(handler=command_ledger_rotate_key)
+    ledger_parser.add_parser("public-key", help="print the current signing public key (PEM)") \
+        .set_defaults(handler=command_ledger_public_key)
     export_parser = commands.add_parser("export", help="a cycle's statement lines as CSV or Parquet")
     export_parser.add_argument("--cycle", required=True, metavar="YYYY-MM-DD")
     export_parser.add_argument("--org", help="only this organization's lines")
@@ -506,6 +621,9 @@ def main(argv: list[str] | None = None) -> int:
     except DatabaseUnreachable as error:
         say(f"error: FORGE_DATABASE_URL: {error}")
         return EXIT_BAD_INPUT
+    except (LedgerCorrupt, SigningKeyProblem, CheckpointInvalid) as error:
+        say(f"error: {error}")
+        return EXIT_PROBLEM
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from forge_pipeline.aggregate.evidence import evidence_directory, merkle_root
+from forge_pipeline.aggregate.evidence import evidence_directory
 from forge_pipeline.assign.pool import Agent
 from forge_pipeline.canonical import digest
 from forge_pipeline.execute.backend import select_backend
 from forge_pipeline.execute.primitives import get_primitive
+from forge_pipeline.merkle import root_of_hex_leaves
 from forge_pipeline.execute.runner import hub_execute
 from forge_pipeline.intake.request import validate_request
 from forge_pipeline.ledger.ledger import entries
@@ -57,7 +58,7 @@ def replay_workload(engine: Engine, workload_id: str, artifacts: Path) -> dict:
     replayer = Agent("replay", "platform", "gpu" if select_backend().name == "cupy" else "cpu", (), "hub", 1)
     shards = [hub_execute(plan, request["arguments"], shard["index"], replayer) for shard in plan["shards"]]
     output = get_primitive(plan["primitive"]).merge(request["arguments"], [shard["result"] for shard in shards])
-    output_digest, root = digest(output), merkle_root([shard["digest"] for shard in shards])
+    output_digest, root = digest(output), root_of_hex_leaves([shard["digest"] for shard in shards])
     compare("output_digest", references["output_digest"], output_digest)
     compare("merkle_root", references["merkle_root"], root)
     # Which attempts failed is a fact of the original run, not something re-execution can

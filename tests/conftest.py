@@ -15,6 +15,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def isolated_signing_key(tmp_path_factory, monkeypatch):
+    """Every test signs the ledger with a key of its own, outside the working tree (tests that need a
+    whole FORGE_HOME take `forge_home`, which moves the key under it)."""
+    monkeypatch.setenv("FORGE_HOME", str(tmp_path_factory.mktemp("home")))
+    monkeypatch.delenv("FORGE_SIGNING_KEY", raising=False)
+
+
 @pytest.fixture
 def forge_home(tmp_path, monkeypatch):
     """A fresh FORGE_HOME (SQLite database, artifacts, Dagster instance) for one test."""

@@ -3,8 +3,8 @@
 The bundle is a folder: `manifest.json` (request, plan digest, every shard's digest,
 Agent and attempt, verdicts, versions, backends, Merkle root, output digest) and
 `output.json`. The bundle digest is the sha256 of the canonical manifest; the ledger
-references it. The Merkle tree follows RFC 6962 (leaf prefix 0x00, node prefix 0x01,
-an odd node is promoted), so a shard's inclusion can be proven without the others.
+references it. The Merkle root over the shard digests is RFC 6962's (forge_pipeline.merkle,
+the tree the ledger's checkpoints use too), so a shard's inclusion can be proven without the others.
 """
 
 from __future__ import annotations
@@ -15,18 +15,9 @@ from pathlib import Path
 from forge_pipeline.canonical import canonical_json, digest
 from forge_pipeline.execute.backend import kernels_directory
 from forge_pipeline.execute.primitives import get_primitive
+from forge_pipeline.merkle import root_of_hex_leaves
 
 BUNDLE_VERSION = 1
-
-
-def merkle_root(leaf_digests: list[str]) -> str:
-    if not leaf_digests:
-        return hashlib.sha256(b"").hexdigest()
-    level = [hashlib.sha256(b"\x00" + bytes.fromhex(leaf)).digest() for leaf in leaf_digests]
-    while len(level) > 1:
-        paired = [hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
-        level = paired + ([level[-1]] if len(level) % 2 else [])
-    return level[0].hex()
 
 
 def kernel_digest() -> str:
@@ -44,7 +35,7 @@ def aggregate(plan: dict, arguments: dict, report: dict) -> tuple[dict, str, str
     primitive = get_primitive(plan["primitive"])
     accepted = report["accepted"]
     output = primitive.merge(arguments, [attempt["result"] for attempt in accepted])
-    return output, digest(output), merkle_root([attempt["digest"] for attempt in accepted])
+    return output, digest(output), root_of_hex_leaves([attempt["digest"] for attempt in accepted])
 
 
 def build_manifest(workload_id: str, request: dict, plan: dict, report: dict, attempts: list[dict],

@@ -16,6 +16,15 @@ chain.py). Writers are serialized (`storage.database.exclusive_transaction`), an
 write is one database transaction: lock, read the tail and the already-posted ids,
 insert. A killed writer leaves either all of its transactions or none.
 
+Signatures and the Merkle tree: each write also appends one row to `ledger_signatures`, the
+hub's Ed25519 signature (signing.py; the key is outside the database) over the write's first
+and last sequence, the head hash after it and the RFC 6962 Merkle root over every entry so
+far. `verify_ledger` checks every entry is covered by a valid signature of the ledger's key
+(or of a key a signed `key_rotation` entry announced), and that the ledger agrees with every
+signed checkpoint it is given (checkpoints.py): the head hash and Merkle root at each
+checkpoint's size. So an entry written without the key is found, and so is a truncated or
+re-chained ledger that any checkpoint saw before.
+
 Nothing here updates or deletes a ledger row. A mistake is undone by a compensating
 transaction (`post_correction`).
 """
@@ -34,8 +43,13 @@ from sqlalchemy import ARRAY, Connection, Engine, Row, String, any_, exists, fun
 from sqlalchemy.exc import IntegrityError
 
 from forge_pipeline.canonical import canonical_json
+from forge_pipeline.ledger import checkpoints as checkpoint_log
 from forge_pipeline.ledger.chain import GENESIS_HASH, HASHED_FIELDS, hash_values
-from forge_pipeline.storage.database import LEDGER_LOCK_KEY, exclusive_transaction, ledger_entries, utc_now
+from forge_pipeline.ledger.signing import (Signer, activate_next_key, key_id, load_signer, signature_valid,
+                                           stage_next_key)
+from forge_pipeline.merkle import EMPTY_ROOT, MerkleFrontier, leaf_hash
+from forge_pipeline.storage.database import (LEDGER_LOCK_KEY, exclusive_transaction, ledger_entries,
+                                             ledger_signatures, utc_now)
 
 AMOUNT_UCR_MIN, AMOUNT_UCR_MAX = -(2**63) + 1, 2**63 - 1  # a signed BIGINT, symmetric so every entry negates
 ENTRIES_PER_TRANSACTION_MAX = 10_000
@@ -106,12 +120,33 @@ class ChainProblem(enum.Enum):
     PREV_HASH_MISMATCH = "prev_hash does not match the previous entry's hash: entries were moved, inserted or edited"
     HASH_MISMATCH = "entry_hash does not match the entry's content: the entry was edited"
     UNBALANCED = "transaction does not balance"
+    NOT_SIGNED = "entries not covered by the hub's signature: written by someone without the key"
+    BAD_SIGNATURE = "a write's signature does not verify: its entries, hashes or signature were changed"
+    CHECKPOINT_CONTRADICTED = "the ledger contradicts a signed checkpoint: entries were removed or rewritten"
+    KEY_MISMATCH = "the signing key does not match the ledger's public key"
+
+
+ROTATION_KIND = "key_rotation"
+ROTATION_ACCOUNT = "record:signing_key"
+BATCH_SIGNATURE_FORMAT = "forge-ledger-write/1"
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What `verify_ledger` holds the ledger to: the ledger's first public key (raw bytes; None
+    where there is none, acceptable only for an empty ledger), the key id of the private key
+    this machine signs with (None where it holds none), and (source, checkpoint) pairs, their
+    signatures checked here."""
+
+    root_public_key: bytes | None
+    current_key_id: str | None
+    checkpoints: Sequence[tuple[str, Mapping[str, Any]]] = ()
 
 
 @dataclass(frozen=True)
 class VerifyResult:
-    """`head_hash` is the hash of the last good entry: recorded elsewhere (a statement, a
-    signed report), it also exposes trailing entries removed whole, which no chain alone can."""
+    """`head_hash` is the hash of the last good entry and `merkle_root` the root over the
+    entries checked (set when signatures were verified, else the empty tree's)."""
 
     ok: bool
     entries_checked: int
@@ -119,6 +154,7 @@ class VerifyResult:
     first_bad_sequence: int | None = None
     problem: ChainProblem | None = None
     reason: str = ""
+    merkle_root: str = EMPTY_ROOT.hex()
 
 
 def post_transaction(engine: Engine, transaction_id: str, kind: str, entries: Sequence[Mapping[str, Any]]) -> bool:
@@ -190,13 +226,26 @@ def entries(engine: Engine, **filters: str | None) -> list[dict]:
 
 
 def verify_chain(engine: Engine) -> VerifyResult:
+    """The hash chain alone (`verify_ledger` without signatures or checkpoints)."""
+    return verify_ledger(engine, None)
+
+
+def verify_ledger(engine: Engine, trust: Trust | None) -> VerifyResult:
     """Walk the whole ledger in sequence order: contiguous sequence numbers from 1, each
     prev_hash equal to the previous entry_hash, each entry_hash recomputed, each
-    transaction summing to zero. Stops at the first problem."""
+    transaction summing to zero. With `trust`, also: every entry covered by a signed write
+    whose head hash and Merkle root match the entries, signed by the ledger's key (or one a
+    signed rotation entry announced); every checkpoint signed by such a key and matched by
+    the head hash and Merkle root at its size. Stops at the first problem; a checkpoint
+    beyond the ledger's end, or writes signed beyond it, are found once the walk ends."""
+    walk = _Walk(engine, trust)
     expected_sequence, prev_hash, checked = 1, GENESIS_HASH, 0
     transaction_id, transaction_start, transaction_sum = None, 0, 0
     query = select(*(ledger_entries.c[name] for name in _COLUMNS)).order_by(ledger_entries.c.sequence)
     with engine.connect() as connection:
+        broken = walk.start(connection) if trust is not None else None
+        if broken is not None:
+            return walk.failure(0, GENESIS_HASH, *broken)
         for row in connection.execution_options(yield_per=VERIFY_ROWS_PER_FETCH).execute(query):
             if row.transaction_id != transaction_id:
                 if transaction_sum != 0:
@@ -209,9 +258,124 @@ def verify_chain(engine: Engine) -> VerifyResult:
                                     f"{problem.value}: {detail}")
             transaction_sum += row.amount_ucr
             expected_sequence, prev_hash, checked = expected_sequence + 1, row.entry_hash, checked + 1
+            if trust is not None:
+                broken = walk.entry(row)
+                if broken is not None:
+                    return walk.failure(checked - 1, prev_hash, *broken)
     if transaction_sum != 0:
         return _unbalanced(checked, prev_hash, transaction_id, transaction_start, transaction_sum)
-    return VerifyResult(True, checked, prev_hash)
+    if trust is not None:
+        broken = walk.end(checked)
+        if broken is not None:
+            return walk.failure(checked, prev_hash, *broken)
+    return VerifyResult(True, checked, prev_hash, merkle_root=walk.frontier.root().hex())
+
+
+class _Walk:
+    """The signature and checkpoint side of `verify_ledger`, fed one verified entry at a time."""
+
+    def __init__(self, engine: Engine, trust: Trust | None):
+        self.trust, self.frontier = trust, MerkleFrontier()
+        self.keys: dict[str, bytes] = {}
+        self.active_key_id: str | None = None
+        if trust is not None and trust.root_public_key is not None:
+            self.active_key_id = key_id(trust.root_public_key)
+            self.keys[self.active_key_id] = trust.root_public_key
+        self.announced: bytes | None = None  # a key announced in the write being walked
+        self.signatures: list = []
+        self.next_signature = 0
+        self.write_start = 1
+        self.checkpoints = sorted(trust.checkpoints if trust else (), key=lambda item: item[1]["size"])
+        self.next_checkpoint = 0
+
+    def start(self, connection: Connection) -> tuple[ChainProblem, int, str] | None:
+        """Read the signed writes; check the checkpoints of the empty ledger."""
+        self.signatures = connection.execute(select(ledger_signatures)
+                                             .order_by(ledger_signatures.c.last_sequence)).all()
+        return self._checkpoints_at(0, GENESIS_HASH)
+
+    def _checkpoints_at(self, size: int, head_hash: str) -> tuple[ChainProblem, int, str] | None:
+        while self.next_checkpoint < len(self.checkpoints) and self.checkpoints[self.next_checkpoint][1]["size"] == size:
+            broken = self._checkpoint(*self.checkpoints[self.next_checkpoint], head_hash)
+            if broken is not None:
+                return broken
+            self.next_checkpoint += 1
+        return None
+
+    def entry(self, row: Row) -> tuple[ChainProblem, int, str] | None:
+        sequence = row.sequence
+        self.frontier.append(leaf_hash(bytes.fromhex(row.entry_hash)))
+        if row.kind == ROTATION_KIND:
+            try:
+                self.announced = bytes.fromhex(json.loads(row.memo)["public_key"])
+            except (ValueError, KeyError, TypeError):
+                return ChainProblem.BAD_SIGNATURE, sequence, f"key rotation entry {sequence} names no public key"
+        signed = self.signatures[self.next_signature] if self.next_signature < len(self.signatures) else None
+        if sequence == self.write_start and (signed is None or signed.first_sequence != sequence):
+            return (ChainProblem.NOT_SIGNED, sequence, f"entries from {sequence} are in no signed write"
+                    + ("" if signed is None else f" (the next one covers {signed.first_sequence}..{signed.last_sequence})"))
+        if signed.last_sequence == sequence:
+            broken = self._signed_write(signed, row)
+            if broken is not None:
+                return broken
+            self.next_signature += 1
+            self.write_start = sequence + 1
+        return self._checkpoints_at(sequence, row.entry_hash)
+
+    def end(self, size: int) -> tuple[ChainProblem, int, str] | None:
+        if self.next_checkpoint < len(self.checkpoints):
+            source, checkpoint = self.checkpoints[self.next_checkpoint]
+            return (ChainProblem.CHECKPOINT_CONTRADICTED, size + 1,
+                    f"{checkpoint_log.describe(checkpoint, source)} has {checkpoint['size']} entries, the ledger "
+                    f"only {size}: entries {size + 1}..{checkpoint['size']} were removed")
+        if self.next_signature < len(self.signatures):
+            signed = self.signatures[self.next_signature]
+            return (ChainProblem.NOT_SIGNED, size + 1, f"a signed write covers entries {signed.first_sequence}.."
+                    f"{signed.last_sequence}, the ledger ends at entry {size}: entries were removed")
+        if self.trust.current_key_id is not None and self.active_key_id != self.trust.current_key_id:
+            return (ChainProblem.KEY_MISMATCH, size + 1,
+                    f"this machine signs with key {self.trust.current_key_id[:16]}…, but the ledger's current key is "
+                    f"{str(self.active_key_id)[:16]}… (from the public key file and the rotation entries): "
+                    "the public key file or the signing key was replaced")
+        return None
+
+    def failure(self, checked: int, head_hash: str, problem: ChainProblem, sequence: int, detail: str) -> VerifyResult:
+        return VerifyResult(False, checked, head_hash, sequence, problem, f"{problem.value}: {detail}",
+                            self.frontier.root().hex())
+
+    def _signed_write(self, signed: Row, row: Row) -> tuple[ChainProblem, int, str] | None:
+        sequence, start = row.sequence, self.write_start
+        root = self.frontier.root().hex()
+        if (signed.head_hash, signed.merkle_root) != (row.entry_hash, root):
+            return (ChainProblem.BAD_SIGNATURE, start, f"the write of entries {start}..{sequence} was signed with head "
+                                                       f"{signed.head_hash[:16]}… and root {signed.merkle_root[:16]}…, "
+                                                       f"the entries give {row.entry_hash[:16]}… and {root[:16]}…")
+        if self.active_key_id is None:
+            return ChainProblem.KEY_MISMATCH, start, "there is no public key file to check the signatures with"
+        public_key = self.keys.get(signed.key_id) if signed.key_id == self.active_key_id else None
+        message = write_signature_message(start, sequence, signed.head_hash, signed.merkle_root, signed.key_id,
+                                          signed.signed_at)
+        if public_key is None or not signature_valid(public_key, message, signed.signature):
+            return (ChainProblem.BAD_SIGNATURE, start, f"the write of entries {start}..{sequence} is not signed by the "
+                                                       f"ledger's key {str(self.active_key_id)[:16]}…")
+        if self.announced is not None:  # the old key signed the announcement: the new one signs from here on
+            self.active_key_id = key_id(self.announced)
+            self.keys[self.active_key_id] = self.announced
+            self.announced = None
+        return None
+
+    def _checkpoint(self, source: str, checkpoint: Mapping[str, Any], head_hash: str) -> tuple | None:
+        size, root = checkpoint["size"], self.frontier.root().hex()
+        try:
+            checkpoint_log.check_signature(checkpoint, self.keys, source)
+        except checkpoint_log.CheckpointInvalid as error:
+            return ChainProblem.CHECKPOINT_CONTRADICTED, max(size, 1), str(error)
+        if (checkpoint["head_hash"], checkpoint["merkle_root"]) != (head_hash, root):
+            return (ChainProblem.CHECKPOINT_CONTRADICTED, max(size, 1),
+                    f"{checkpoint_log.describe(checkpoint, source)} has head {checkpoint['head_hash'][:16]}… and root "
+                    f"{checkpoint['merkle_root'][:16]}…, the first {size} entries give {head_hash[:16]}… and "
+                    f"{root[:16]}…: entries up to {size} were rewritten")
+        return None
 
 
 def _entry_problem(row: Row, expected_sequence: int, prev_hash: str) -> tuple[ChainProblem, str] | None:
@@ -236,6 +400,7 @@ def _unbalanced(checked: int, head_hash: str, transaction_id: str, start: int, t
 
 
 def _append(engine: Engine, prepared: list[tuple[tuple, ...]]) -> list[bool]:
+    signer = load_signer()
     recorded_at = utc_now()
     transaction_ids = [rows[0][0] for rows in prepared]
     with exclusive_transaction(engine, LEDGER_LOCK_KEY) as connection:
@@ -243,6 +408,7 @@ def _append(engine: Engine, prepared: list[tuple[tuple, ...]]) -> list[bool]:
         tail = connection.execute(select(ledger_entries.c.sequence, ledger_entries.c.entry_hash)
                                   .order_by(ledger_entries.c.sequence.desc()).limit(1)).first()
         sequence, prev_hash = tail if tail is not None else (0, GENESIS_HASH)
+        first_sequence = sequence + 1
         values: list = []  # the new entries' _COLUMNS, one entry after the other
         for transaction_id, rows in zip(transaction_ids, prepared, strict=True):
             if transaction_id in posted:
@@ -257,8 +423,48 @@ def _append(engine: Engine, prepared: list[tuple[tuple, ...]]) -> list[bool]:
                 values += hashed
                 values.append(prev_hash)
         if values:
+            frontier = _frontier_at(connection, first_sequence - 1)
+            for offset in range(len(_COLUMNS) - 1, len(values), len(_COLUMNS)):
+                frontier.append(leaf_hash(bytes.fromhex(values[offset])))
             _insert(connection, values)
+            connection.execute(insert(ledger_signatures).values(
+                _signed_write(signer, first_sequence, sequence, prev_hash, frontier, recorded_at)))
     return [transaction_id not in posted for transaction_id in transaction_ids]
+
+
+def _frontier_at(connection: Connection, size: int) -> MerkleFrontier:
+    """The Merkle frontier after entry `size`, from the last signed write. A ledger that has entries
+    but no signature at all predates signing (revision 0003): its first signed write covers it whole.
+    Entries after the last signed write were written without the key, and the hub signs nothing after them."""
+    last = connection.execute(select(ledger_signatures.c.last_sequence, ledger_signatures.c.frontier)
+                              .order_by(ledger_signatures.c.last_sequence.desc()).limit(1)).first()
+    if last is None:
+        frontier = MerkleFrontier()
+        hashes = select(ledger_entries.c.entry_hash).order_by(ledger_entries.c.sequence)
+        for (stored_hash,) in connection.execute(hashes.execution_options(yield_per=VERIFY_ROWS_PER_FETCH)):
+            frontier.append(leaf_hash(bytes.fromhex(stored_hash)))
+        return frontier
+    if last.last_sequence != size:
+        raise LedgerCorrupt(f"{ChainProblem.NOT_SIGNED.value}: the last signed write ends at entry "
+                            f"{last.last_sequence}, the ledger at {size}; nothing posted (run `forge-pool ledger verify`)")
+    return MerkleFrontier.from_text(size, last.frontier)
+
+
+def write_signature_message(first_sequence: int, last_sequence: int, head_hash: str, merkle_root: str,
+                            signing_key_id: str, signed_at: str) -> bytes:
+    """What the hub signs for one write: canonical JSON naming the format and the write."""
+    return canonical_json({"format": BATCH_SIGNATURE_FORMAT, "first_sequence": first_sequence,
+                           "last_sequence": last_sequence, "head_hash": head_hash, "merkle_root": merkle_root,
+                           "key_id": signing_key_id, "signed_at": signed_at})
+
+
+def _signed_write(signer: Signer, first_sequence: int, last_sequence: int, head_hash: str,
+                  frontier: MerkleFrontier, signed_at: str) -> dict:
+    root = frontier.root().hex()
+    message = write_signature_message(first_sequence, last_sequence, head_hash, root, signer.key_id, signed_at)
+    return {"last_sequence": last_sequence, "first_sequence": first_sequence, "head_hash": head_hash,
+            "merkle_root": root, "frontier": frontier.to_text(), "key_id": signer.key_id, "signed_at": signed_at,
+            "signature": signer.sign(message)}
 
 
 def _insert(connection: Connection, values: list) -> None:

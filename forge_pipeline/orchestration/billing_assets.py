@@ -7,6 +7,7 @@ the cycle. Blocking checks on the postings stop the statements when the ledger i
 """
 
 import datetime as dt
+import json
 
 import polars as pl
 from dagster import (AllPartitionMapping, AssetCheckResult, AssetCheckSpec, AssetDep, AssetExecutionContext,
@@ -14,7 +15,7 @@ from dagster import (AllPartitionMapping, AssetCheckResult, AssetCheckSpec, Asse
                      MonthlyPartitionsDefinition, Output, RunRequest, ScheduleEvaluationContext, asset,
                      define_asset_job, schedule)
 
-from forge_pipeline.ledger.ledger import verify_chain
+from forge_pipeline.ledger.integrity import check_ledger, issue_checkpoint, latest_checkpoint
 from forge_pipeline.orchestration.metadata import settlement_table_metadata, table_metadata
 from forge_pipeline.orchestration.resources import ArtifactStoreResource, ForgeDatabaseResource
 from forge_pipeline.orchestration.workload_assets import usage_record
@@ -32,7 +33,8 @@ CHECKS = [
     AssetCheckSpec("ledger_entries_balanced", asset="settlement_postings", blocking=True,
                    description="every ledger transaction sums to zero"),
     AssetCheckSpec("ledger_chain_intact", asset="settlement_postings", blocking=True,
-                   description="the hash chain verifies from the first entry to the last"),
+                   description="the hash chain, the hub's signatures, every logged checkpoint and the derived tables "
+                               "(usage_records, workloads) verify; the cycle's signed checkpoint is in the metadata"),
     AssetCheckSpec("settlement_postings_reconciled", asset="settlement_postings", blocking=True,
                    description="charges = provider payouts + platform fees for the cycle"),
     AssetCheckSpec("settlement_postings_only_finalized", asset="settlement_postings", blocking=True,
@@ -49,22 +51,25 @@ def cycle_for(context: AssetExecutionContext) -> settlement.Cycle:
 def settlement_postings(context: AssetExecutionContext, database: ForgeDatabaseResource):
     """One balanced ledger transaction per workload finalized in the cycle; re-running posts nothing new."""
     engine = database.engine()
-    before = verify_chain(engine)
+    before = check_ledger(engine)
     if not before.ok:
-        raise Failure(description=f"ledger verify failed before settlement, nothing posted: entry "
-                                  f"{before.first_bad_sequence}: {before.reason}", allow_retries=False)
+        raise Failure(description=f"ledger verify failed before settlement, nothing posted: {before.first_problem}",
+                      allow_retries=False)
     cycle = cycle_for(context)
     summary = settlement.settle_cycle(engine, cycle)
     frame = settlement.cycle_entries(engine, cycle.key)
     reconciliation = tables.cycle_reconciliation(frame).collect()
-    yield Output(summary, metadata={**summary, "reconciliation": table_metadata(reconciliation)})
-    after = verify_chain(engine)
+    after = check_ledger(engine)
+    checkpoint = issue_checkpoint(after.ledger) if after.ok else None
+    yield Output(summary, metadata={**summary, "reconciliation": table_metadata(reconciliation),
+                                    "ledger_checkpoint": MetadataValue.json(checkpoint or {})})
     unbalanced = unbalanced_transactions(engine)
     yield AssetCheckResult(check_name="ledger_entries_balanced", passed=not unbalanced,
                            metadata={"unbalanced_transactions": len(unbalanced)})
     yield AssetCheckResult(check_name="ledger_chain_intact", passed=after.ok,
-                           metadata={"entries_checked": after.entries_checked, "head_hash": after.head_hash,
-                                     "reason": after.reason or "intact"})
+                           metadata={"entries_checked": after.ledger.entries_checked,
+                                     "head_hash": after.ledger.head_hash, "merkle_root": after.ledger.merkle_root,
+                                     "reason": after.first_problem or "intact"})
     yield AssetCheckResult(check_name="settlement_postings_reconciled",
                            passed=bool(reconciliation["balanced"].all()) if reconciliation.height else True)
     not_finalized = settled_workloads_not_finalized(engine, cycle.key)
@@ -74,13 +79,16 @@ def settlement_postings(context: AssetExecutionContext, database: ForgeDatabaseR
 
 def write_table(context: AssetExecutionContext, artifacts: ArtifactStoreResource, name: str,
                 frame: pl.DataFrame, label_column: str, amount_column: str, title: str) -> dict:
+    """The table as Parquet, the ledger's newest signed checkpoint (the settlement's) in its file metadata."""
     directory = artifacts.path() / "settlement" / context.partition_key
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.parquet"
-    frame.write_parquet(path)
-    context.add_output_metadata(settlement_table_metadata(frame, path, label_column, amount_column,
-                                                          f"{title}, cycle {context.partition_key}"))
-    return {"path": str(path), "rows": frame.to_dicts()}
+    checkpoint = latest_checkpoint()
+    frame.write_parquet(path, metadata={"forge_ledger_checkpoint": json.dumps(checkpoint)})
+    context.add_output_metadata({**settlement_table_metadata(frame, path, label_column, amount_column,
+                                                             f"{title}, cycle {context.partition_key}"),
+                                 "ledger_checkpoint": MetadataValue.json(checkpoint or {})})
+    return {"path": str(path), "rows": frame.to_dicts(), "ledger_checkpoint": checkpoint}
 
 
 @asset(partitions_def=billing_cycles, group_name="settle", deps=[settlement_postings])
