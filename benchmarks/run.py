@@ -5,7 +5,7 @@
 
 import sys
 
-from benchmarks import ledger, lifecycle, primitives, settle_cycle, settlement
+from benchmarks import api, ledger, lifecycle, primitives, settle_cycle, settlement
 from forge_pipeline.execute.primitives import PRIMITIVES
 
 
@@ -51,6 +51,13 @@ def main() -> int:
     line(f"{tables['records']:,} settlement ledger rows: Polars {tables['polars_s']:.3f} s, plain Python "
          f"{tables['python_s']:.3f} s, speed-up {tables['speedup']:.1f}x (target >= 10x); generated and computed "
          f"end to end in {tables['total_s']:.1f} s")
+    line("== Web Core API on loopback: POST /v1/workloads vs authenticated GET /healthz, one server, 8 connections ==")
+    for database in ("sqlite", "postgres"):
+        measured = api.bench_api(database, 200 if quick else 3_000)
+        submit, health = measured["submit"], measured["healthz"]
+        line(f"{database:<8} submit {submit['per_s']}/s p50 {submit['p50_ms']} ms p99 {submit['p99_ms']} ms; healthz "
+             f"{health['per_s']}/s p50 {health['p50_ms']} ms p99 {health['p99_ms']} ms; submit/healthz throughput "
+             f"ratio {measured['throughput_ratio']:.3f} (target on postgres: >= 500/s, p99 <= 50 ms)")
     return 0
 
 

@@ -165,6 +165,7 @@ def create_app(settings: ApiSettings | None = None, pool: Pool | None = None) ->
     engine = open_engine()
     pool = pool or load_pool()
     tokens = service.PageTokens(settings.page_token_secret)
+    admissions = service.GroupAdmission(engine, pool)
     limiter = MovingWindowRateLimiter(MemoryStorage())
     rate = parse_rate_limit(settings.rate_limit)
     bearer = HTTPBearer(auto_error=False, description="an API key from `forge-pool keys create`")
@@ -257,7 +258,7 @@ def create_app(settings: ApiSettings | None = None, pool: Pool | None = None) ->
         document was already submitted under its request id, 409 when a different one was."""
         document = service.submission(await document_of(request), tenant(principal),
                                       request.headers.get("idempotency-key"))
-        workload_id, created = await run_in_threadpool(service.admit, engine, pool, document, tenant(principal))
+        workload_id, created = await admissions.admit(document, tenant(principal))
         body = Submitted(workload_id=workload_id, request_id=document["request_id"], created=created)
         return JSONResponse(body.model_dump(), status_code=201 if created else 200,
                             headers={"Location": f"/v1/workloads/{workload_id}"})

@@ -5,9 +5,11 @@ Money is integer micro-credits (`*_ucr`); timestamps are UTC ISO-8601 text.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_type_hints
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
+
+from forge_pipeline.settle.pricing import Charge
 
 
 class FieldProblem(BaseModel):
@@ -31,8 +33,7 @@ class Submitted(BaseModel):
     created: bool = Field(description="true when this call stored the workload (201), false when it already was (200)")
 
 
-class WorkloadStatus(BaseModel):
-    """The `forge-pool status --json` object."""
+class WorkloadIdentity(BaseModel):
     workload_id: str
     request_id: str
     organization: str
@@ -43,6 +44,10 @@ class WorkloadStatus(BaseModel):
     state: str
     state_reason: str
     submitted_at: str
+
+
+class WorkloadStatus(WorkloadIdentity):
+    """The `forge-pool status --json` object."""
     finalized_at: str | None
     seed: str = Field(description="uint64 as decimal text")
     work_units: int | None
@@ -54,17 +59,7 @@ class WorkloadStatus(BaseModel):
     charge_ucr: int | None
 
 
-class WorkloadSummary(BaseModel):
-    workload_id: str
-    request_id: str
-    organization: str
-    project: str
-    workspace: str
-    primitive: str
-    profile: str
-    state: str
-    state_reason: str
-    submitted_at: str
+class WorkloadSummary(WorkloadIdentity):
     updated_at: str
 
 
@@ -73,18 +68,9 @@ class WorkloadPage(BaseModel):
     next_page_token: str | None = Field(description="pass as page_token for the next page; null on the last")
 
 
-class ChargeBreakdown(BaseModel):
-    rate_card_version: str
-    work_ucr: int
-    verification_ucr: int
-    aggregation_ucr: int
-    artifacts_ucr: int
-    retention_ucr: int
-    minimum_adjustment_ucr: int
-    budget_waiver_ucr: int
-    nonbillable_units: int
-    nonbillable_ucr: int
-    charge_ucr: int
+# `Charge.to_json()`: the pricing dataclass's fields and its total.
+ChargeBreakdown = create_model("ChargeBreakdown", charge_ucr=(int, ...),
+                               **{name: (kind, ...) for name, kind in get_type_hints(Charge).items()})
 
 
 class Estimate(BaseModel):

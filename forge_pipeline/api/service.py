@@ -8,6 +8,7 @@ or page token tells one organization anything about another.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
@@ -84,18 +85,90 @@ def validated(pool: Pool, document: Any, organization: str | None) -> WorkloadRe
     return request
 
 
-def admit(engine: Engine, pool: Pool, document: Any, organization: str | None) -> tuple[str, bool]:
-    """Store a request as `forge-pool submit` does; returns (workload_id, newly created).
+def admit(engine: Engine, pool: Pool, documents: list, organization: str | None) -> list[tuple[str, bool]]:
+    """Store request documents as `forge-pool submit` does, all or none; returns (workload_id, newly
+    created) for each.
 
     The one seam to intake: when `forge_pipeline.intake.admission` lands, this body becomes
     a call to it. RequestInvalid for a bad document, DifferentDocument for a request id
-    that already names another document."""
-    request = validated(pool, document, organization)
+    that already names another document (stored, or earlier in `documents`)."""
+    requests = [validated(pool, document, organization) for document in documents]
     try:
-        [(workload_id, created)] = records.store_requests(engine, [request])
+        return records.store_requests(engine, requests)
     except RequestInvalid as error:  # store_requests refuses only a reused request id
         raise DifferentDocument(error.problems) from None
-    return workload_id, created
+
+
+class GroupAdmission:
+    """Concurrent submissions share one database transaction (a group commit).
+
+    Admission holds the workload writer lock and ends in a commit (an fsync) of a few
+    milliseconds, so one transaction per submission caps a server at a few hundred per
+    second however many arrive together. Here the submissions that arrive while a
+    transaction is running wait, and go together in the next (at most MAX_BATCH, one
+    transaction per organization). A batch is all or none, so when one of its documents is
+    refused, each document of that batch is admitted alone, and every caller gets the
+    answer it would have got alone. Call `admit` from the event loop.
+    """
+
+    MAX_BATCH = 256
+
+    def __init__(self, engine: Engine, pool: Pool):
+        self.engine, self.pool = engine, pool
+        self.waiting: list[tuple[Any, str | None, asyncio.Future]] = []
+        self.drainer: asyncio.Task | None = None
+
+    async def admit(self, document: Any, organization: str | None) -> tuple[str, bool]:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append((document, organization, future))
+        if self.drainer is None:
+            self.drainer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting[:self.MAX_BATCH], self.waiting[self.MAX_BATCH:]
+                outcomes = await asyncio.to_thread(self._store, [(document, organization)
+                                                                 for document, organization, _ in batch])
+                for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():  # its caller went away (a timeout)
+                        continue
+                    if isinstance(outcome, Exception):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        finally:
+            self.drainer = None
+
+    def _store(self, batch: list[tuple[Any, str | None]]) -> list:
+        """One outcome per submission: (workload_id, created) or the exception its caller gets."""
+        outcomes: list = [None] * len(batch)
+        by_organization: dict[str | None, list[int]] = {}
+        for index, (_, organization) in enumerate(batch):
+            by_organization.setdefault(organization, []).append(index)
+        for organization, indexes in by_organization.items():
+            try:
+                stored = admit(self.engine, self.pool, [batch[index][0] for index in indexes], organization)
+            except (RequestInvalid, DifferentDocument) as refusal:
+                if len(indexes) == 1:
+                    outcomes[indexes[0]] = refusal
+                else:  # someone's document was refused: each alone, so only its own caller hears of it
+                    for index in indexes:
+                        outcomes[index] = self._alone(batch[index][0], organization)
+                continue
+            except Exception as error:  # the database failed the transaction: every caller in it learns so
+                stored = [error] * len(indexes)
+            for index, outcome in zip(indexes, stored, strict=True):
+                outcomes[index] = outcome
+        return outcomes
+
+    def _alone(self, document: Any, organization: str | None):
+        try:
+            [outcome] = admit(self.engine, self.pool, [document], organization)
+            return outcome
+        except Exception as error:  # RequestInvalid, DifferentDocument, or the database's own
+            return error
 
 
 def estimate(pool: Pool, document: Any, organization: str | None) -> dict:
