@@ -16,9 +16,17 @@ from filelock import FileLock
 from forge_pipeline.storage.database import forge_home
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Lifecycle runs from the command line: the command prints each workload's state and reason,
+# so Dagster's own step-failure logs (with tracebacks) stay in the run's event log, for the UI.
+LIFECYCLE_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 # The process that drives a run (executes its steps or orchestrates them), set on the run
 # by whoever starts it: how a later run tells a crashed driver from a live one.
 HOST_TAG, PID_TAG = "forge/host", "forge/pid"
+
+
+class RunInterrupted(Exception):
+    """A signal (SIGTERM, SIGINT) ended a lifecycle run: Dagster failed it as interrupted, so
+    its workloads in flight are taken over by the next run; no further run was started."""
 
 
 def forge_instance() -> DagsterInstance:
@@ -106,8 +114,16 @@ def run_lifecycles(workload_ids: list[str], instance: DagsterInstance,
     outcome = {}
     for workload_id in workload_ids:
         result = job.execute_in_process(partition_key=workload_id, instance=instance, raise_on_error=False,
-                                        run_config=QUIET_RUN_CONFIG,
+                                        run_config=LIFECYCLE_RUN_CONFIG,
                                         tags={"forge/workload": workload_id, **driver_tags()})
         outcome[workload_id] = result.success
         progress(workload_id, result.success, result.run_id)
+        if not result.success and _interrupted(result):
+            raise RunInterrupted(result.run_id)
     return outcome
+
+
+def _interrupted(result) -> bool:
+    return any(event.step_failure_data.error is not None
+               and event.step_failure_data.error.cls_name == "DagsterExecutionInterruptedError"
+               for event in result.get_step_failure_events())
