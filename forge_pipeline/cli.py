@@ -42,6 +42,7 @@ def check_settings() -> None:
 
     from forge_pipeline.assign.assignment import gpu_batch_placement
     from forge_pipeline.execute.backend import DEVICE_CHOICES
+    from forge_pipeline.orchestration.runs import batch_size
     from forge_pipeline.settle.settlement import billing_cadence
 
     problems = []
@@ -59,6 +60,10 @@ def check_settings() -> None:
         billing_cadence()
     except ValueError as error:
         problems.append(Problem("FORGE_BILLING_CYCLE", str(error)))
+    try:
+        batch_size()
+    except ValueError as error:
+        problems.append(Problem("FORGE_BATCH_SIZE", str(error)))
     if problems:
         raise RequestInvalid(problems)
 
