@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from importlib import resources
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def command_submit(arguments) -> int:
 
 
 def run(workload_ids: list[str]) -> dict[str, bool]:
-    from forge_pipeline.orchestration.runs import forge_instance, run_lifecycles
+    from forge_pipeline.orchestration.runs import RunInterrupted, forge_instance, run_lifecycles
 
     engine = existing_engine()
     for workload_id in workload_ids:
@@ -87,6 +88,8 @@ def run(workload_ids: list[str]) -> dict[str, bool]:
     def progress(workload_id: str, success: bool, run_id: str) -> None:
         workload = records.load_workload(engine, workload_id)
         say(f"  {workload_id}  {workload['state']:<10} run {run_id[:8]}  {workload['state_reason']}")
+        if TERMINATED.is_set():
+            raise RunInterrupted(run_id)
 
     return run_lifecycles(workload_ids, forge_instance(), progress)
 
@@ -101,13 +104,19 @@ def refuse_unusable_device() -> None:
         raise RequestInvalid([Problem("FORGE_DEVICE", f"{error}; nothing was claimed")]) from None
 
 
-def interrupted_by_sigterm(_signal_number, _frame) -> None:
-    """SIGTERM ends a run as Ctrl-C does: Dagster marks the run failed, so its workload can be taken over."""
-    raise KeyboardInterrupt("SIGTERM")
+TERMINATED = threading.Event()
+
+
+def stop_on_sigterm(_signal_number, _frame) -> None:
+    """SIGTERM between runs: start no other. (Within a run Dagster takes the signal itself and
+    ends the run as interrupted: runs.RunInterrupted.) A second SIGTERM ends the process."""
+    TERMINATED.set()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def command_run(arguments) -> int:
-    from forge_pipeline.orchestration.runs import forge_instance, stranded_workloads
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    from forge_pipeline.orchestration.runs import RunInterrupted, forge_instance, stranded_workloads
 
     engine = existing_engine()
     refuse_unusable_device()
@@ -130,11 +139,11 @@ def command_run(arguments) -> int:
         say("no pending workloads" if not workload_ids else "nothing left to run")
         return EXIT_OK if all(w["state"] != State.FAILED.value for w in ended.values()) else EXIT_PROBLEM
     say(f"running {len(to_run)} workload(s) through Dagster")
-    signal.signal(signal.SIGTERM, interrupted_by_sigterm)
     try:
         outcome = run(to_run)
-    except KeyboardInterrupt:
-        say("interrupted: the run is ended; `forge-pool run --resume` finishes its workloads")
+    except RunInterrupted as interrupted:
+        say(f"stopped by a signal after run {interrupted}: `forge-pool run --resume` finishes its workloads; "
+            "those not started stay Pending for the next `forge-pool run`")
         return EXIT_PROBLEM
     return EXIT_OK if all(outcome.values()) and all(w["state"] != State.FAILED.value for w in ended.values()) \
         else EXIT_PROBLEM

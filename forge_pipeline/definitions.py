@@ -1,7 +1,7 @@
 """The one code location: `forge_pipeline.definitions:defs` (workspace.yaml).
 
-The executor is chosen by environment (FORGE_EXECUTOR: multiprocess by default,
-in_process for a single process) and the billing cadence by FORGE_BILLING_CYCLE
+The executor is chosen by environment (FORGE_EXECUTOR: in_process by default,
+multiprocess for steps in their own processes) and the billing cadence by FORGE_BILLING_CYCLE
 (daily by default, or monthly), not by code edits.
 """
 
@@ -16,13 +16,15 @@ from forge_pipeline.orchestration.intake import submit_request, workload_intake_
 from forge_pipeline.orchestration.replay_assets import replay_job, workload_replay
 from forge_pipeline.orchestration.resources import (AgentPoolResource, ArtifactStoreResource, ComputeBackendResource,
                                                     ForgeDatabaseResource)
-from forge_pipeline.orchestration.workload_assets import WORKLOAD_ASSETS
+from forge_pipeline.orchestration.stage_records import StageRecordsIOManager
+from forge_pipeline.orchestration.workload_assets import STAGE_RECORDS, WORKLOAD_ASSETS
 
 EXECUTORS = {"in_process": in_process_executor, "multiprocess": multiprocess_executor}
 
 
 def resources() -> dict:
     return {
+        STAGE_RECORDS: StageRecordsIOManager(),
         "database": ForgeDatabaseResource(),
         "artifacts": ArtifactStoreResource(),
         "agent_pool": AgentPoolResource(),
@@ -31,10 +33,12 @@ def resources() -> dict:
 
 
 def executor():
-    """FORGE_EXECUTOR: multiprocess (default) or in_process on one machine; celery (Celery workers,
+    """FORGE_EXECUTOR: in_process (default) or multiprocess on one machine; celery (Celery workers,
     one queue per hardware class) or celery_k8s (Kubernetes Jobs queued through Celery) beyond it
-    (forge_pipeline.deploy.settings, docs/deployment.md)."""
-    name = os.environ.get("FORGE_EXECUTOR", "multiprocess")
+    (forge_pipeline.deploy.settings, docs/deployment.md). In-process by default: a lifecycle
+    run carries a batch of workloads in about ten steps, most of them database work, and a
+    multiprocess step costs 0.8-2 s of process start on a 2-core machine (DESIGN §5)."""
+    name = os.environ.get("FORGE_EXECUTOR", "in_process")
     if name in ("celery", "celery_k8s"):
         from forge_pipeline.deploy.settings import CLUSTER_EXECUTORS
         return CLUSTER_EXECUTORS[name]()

@@ -18,6 +18,7 @@ import dataclasses
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine
 
@@ -39,6 +40,8 @@ from forge_pipeline.storage import records
 from forge_pipeline.storage.database import utc_now
 from forge_pipeline.verify.verification import verify_shards
 
+T = TypeVar("T")
+R = TypeVar("R")
 WORKLOAD_FAULTS = (RequestInvalid, InputFault, NoCapableAgent, ShardsExhausted, BudgetExceeded, Unpriced)
 
 
@@ -48,6 +51,23 @@ class WorkloadFailed(RuntimeError):
 
 class RunRefused(WorkloadFailed):
     """This run may not take the workload (another run has or had its lifecycle); the workload is unchanged."""
+
+
+def for_each(values: dict[str, T], stage: Callable[[str, T], R]) -> tuple[dict[str, R], dict[str, Exception]]:
+    """One stage for every workload of a batch, keyed by workload id: (results, errors).
+
+    A workload whose stage raises is left out of the results with its error, and the
+    others go on: one failing workload never fails its batch. Its state was already
+    recorded by the stage (Failed with the reason: `failing_on_fault`), or it stays where
+    it was and the next run takes it over. Interrupts (BaseException) end the batch."""
+    results: dict[str, R] = {}
+    errors: dict[str, Exception] = {}
+    for workload_id, value in values.items():
+        try:
+            results[workload_id] = stage(workload_id, value)
+        except Exception as error:  # noqa: BLE001 - isolated per workload, reported by the caller
+            errors[workload_id] = error
+    return results, errors
 
 
 @contextlib.contextmanager

@@ -32,15 +32,6 @@ def table_metadata(frame: pl.DataFrame) -> MetadataValue:
     return MetadataValue.table([TableRecord(row) for row in frame.to_dicts()], schema=schema)
 
 
-def workload_run_tags(workload: dict) -> dict[str, str]:
-    """Run tags that name a workload partition's organization and primitive beside its wl_ hash."""
-    request = workload["request"]
-    return {f"{RUN_TAG_PREFIX}workload": workload["workload_id"],
-            f"{RUN_TAG_PREFIX}organization": request["organization"],
-            f"{RUN_TAG_PREFIX}project": request["project"],
-            f"{RUN_TAG_PREFIX}primitive": request["primitive"]}
-
-
 def evidence_metadata(planned: dict, evidence: dict, directory: Path) -> dict:
     """The bundle's digests and folder, the output summary table, its family's facts and its picture."""
     primitive, arguments = planned["plan"]["primitive"], planned["request"]["arguments"]

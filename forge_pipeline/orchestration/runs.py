@@ -16,9 +16,23 @@ from filelock import FileLock
 from forge_pipeline.storage.database import forge_home
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Lifecycle runs from the command line: the command prints each workload's state and reason,
+# so Dagster's own step-failure logs (with tracebacks) stay in the run's event log, for the UI.
+LIFECYCLE_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 # The process that drives a run (executes its steps or orchestrates them), set on the run
 # by whoever starts it: how a later run tells a crashed driver from a live one.
 HOST_TAG, PID_TAG = "forge/host", "forge/pid"
+# A run with these tags covers that range of partitions; with BackfillPolicy.single_run() its
+# assets see every key in context.partition_keys (how Dagster launches single-run backfills).
+ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
+BATCH_TAG = "forge/workloads"  # how many workloads the run carries
+BATCH_SIZE_VARIABLE, DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE = "FORGE_BATCH_SIZE", 200, 10_000
+
+
+class RunInterrupted(Exception):
+    """A signal (SIGTERM, SIGINT) ended a lifecycle run: Dagster failed it as interrupted, so
+    its workloads in flight are taken over by the next run; no further run was started."""
 
 
 def forge_instance() -> DagsterInstance:
@@ -92,22 +106,62 @@ def stranded_workloads(engine, instance: DagsterInstance) -> list[str]:
     return [workload_id for workload_id, holder in claims_in_flight(engine).items() if holder_is_dead(holder)]
 
 
+def batch_size() -> int:
+    """FORGE_BATCH_SIZE: the most workloads one lifecycle run carries (default DEFAULT_BATCH_SIZE)."""
+    text = os.environ.get(BATCH_SIZE_VARIABLE, "") or str(DEFAULT_BATCH_SIZE)
+    if not text.isdigit() or not 1 <= int(text) <= MAX_BATCH_SIZE:
+        raise ValueError(f"must be a whole number from 1 to {MAX_BATCH_SIZE}, got {text!r}")
+    return int(text)
+
+
+def partition_ranges(partition_keys: list[str], workload_ids: list[str], size: int) -> list[list[str]]:
+    """The workloads grouped for runs: a run covers a range of consecutive workload partitions
+    (in `partition_keys` order, the order Dagster ranges over), at most `size` of them, so a
+    run never touches a workload it was not asked to run."""
+    position = {key: index for index, key in enumerate(partition_keys)}
+    ranges: list[list[str]] = []
+    for workload_id in sorted(set(workload_ids), key=position.__getitem__):
+        if ranges and len(ranges[-1]) < size and position[ranges[-1][-1]] + 1 == position[workload_id]:
+            ranges[-1].append(workload_id)
+        else:
+            ranges.append([workload_id])
+    return ranges
+
+
+def range_tags(workload_ids: list[str]) -> dict[str, str]:
+    """Run tags that make a lifecycle run cover the partition range from the first workload to the last."""
+    return {ASSET_PARTITION_RANGE_START_TAG: workload_ids[0], ASSET_PARTITION_RANGE_END_TAG: workload_ids[-1]}
+
+
 def run_lifecycles(workload_ids: list[str], instance: DagsterInstance,
                    progress: Callable[[str, bool, str], None]) -> dict[str, bool]:
-    """Materialize the lifecycle for each workload partition; returns success per workload."""
+    """Run the lifecycle of the workloads in batches (runs over partition ranges of at most
+    FORGE_BATCH_SIZE workloads), adding the partitions they lack; returns, per workload,
+    whether it is Finalized. Raises RunInterrupted when a signal ended a run."""
     from forge_pipeline.definitions import defs
     from forge_pipeline.orchestration.workload_assets import workload_partitions
+    from forge_pipeline.states import State
+    from forge_pipeline.storage.database import open_engine
+    from forge_pipeline.storage.records import load_workload
 
-    job = defs.resolve_job_def("workload_lifecycle")
-    known = set(instance.get_dynamic_partitions(workload_partitions.name))
-    new = [workload_id for workload_id in workload_ids if workload_id not in known]
+    job, engine = defs.resolve_job_def("workload_lifecycle"), open_engine()
+    known = instance.get_dynamic_partitions(workload_partitions.name)
+    new = [workload_id for workload_id in dict.fromkeys(workload_ids) if workload_id not in set(known)]
     if new:
         instance.add_dynamic_partitions(workload_partitions.name, new)
     outcome = {}
-    for workload_id in workload_ids:
-        result = job.execute_in_process(partition_key=workload_id, instance=instance, raise_on_error=False,
-                                        run_config=QUIET_RUN_CONFIG,
-                                        tags={"forge/workload": workload_id, **driver_tags()})
-        outcome[workload_id] = result.success
-        progress(workload_id, result.success, result.run_id)
+    for batch in partition_ranges([*known, *new], workload_ids, batch_size()):
+        result = job.execute_in_process(instance=instance, raise_on_error=False, run_config=LIFECYCLE_RUN_CONFIG,
+                                        tags={**range_tags(batch), BATCH_TAG: str(len(batch)), **driver_tags()})
+        for workload_id in batch:
+            outcome[workload_id] = load_workload(engine, workload_id)["state"] == State.FINALIZED.value
+            progress(workload_id, outcome[workload_id], result.run_id)
+        if not result.success and _interrupted(result):
+            raise RunInterrupted(result.run_id)
     return outcome
+
+
+def _interrupted(result) -> bool:
+    return any(event.step_failure_data.error is not None
+               and event.step_failure_data.error.cls_name == "DagsterExecutionInterruptedError"
+               for event in result.get_step_failure_events())

@@ -290,9 +290,10 @@ def attempts_of(engine: Engine, workload_id: str) -> list[dict]:
 
 
 def write_usage_record(engine: Engine, record: dict) -> bool:
-    """Insert the workload's usage record once; a second write of the same workload is a no-op."""
+    """Insert the workload's usage record once; a second write of the same workload is a no-op
+    (under the workload lock: two runs finishing the same workload must not both insert)."""
     columns = {column.name for column in usage_records.columns} - {"record_json"}
-    with engine.begin() as connection:
+    with exclusive_transaction(engine, WORKLOAD_LOCK_KEY) as connection:
         exists = connection.execute(select(usage_records.c.workload_id)
                                     .where(usage_records.c.workload_id == record["workload_id"])).first()
         if exists:

@@ -91,11 +91,13 @@ def test_replay_sample_rejects_a_corrupting_agent_and_output_stays_exact(forge_h
 
 
 def test_a_pool_that_cannot_run_the_request_fails_the_workload_with_a_reason(forge_home, tmp_path, monkeypatch):
-    """execution_class gpu on a machine without a device: Failed, with the reason, and the run fails cleanly."""
+    """execution_class gpu on a machine without a device: Failed, with the reason, nothing billable."""
+    from forge_pipeline.execute.backend import cuda_device_visible
+
+    if cuda_device_visible():
+        pytest.skip("a CUDA device is visible here, so a gpu workload can run")
     workload_id, result = submit_and_materialize(request(policy={"execution_class": "gpu"}),
                                                  DagsterInstance.ephemeral())
-    if result.success:
-        pytest.skip("a CUDA device is visible here, so a gpu workload can run")
     workload = load_workload(open_engine(), workload_id)
     assert workload["state"] == "Failed"
     assert "no Agent" in workload["state_reason"] and "gpu" in workload["state_reason"]
@@ -135,15 +137,18 @@ def test_dedicated_gpu_batches_are_planned_without_a_local_device_and_retried_he
     assert usage["verified_work_units_by_provider"] == {"cpu-co": 6000}
 
 
-def test_sensor_adds_new_pending_workloads_as_partitions_with_one_run_each(forge_home):
-    """The intake sensor requests one run per new Pending workload and adds its partition, once."""
+def test_sensor_adds_new_pending_workloads_as_partitions_with_one_run_per_batch(forge_home, monkeypatch):
+    """The intake sensor adds new Pending workloads as partitions, once, and requests one run per batch
+    of at most FORGE_BATCH_SIZE consecutive partitions (range tags from the first to the last)."""
+    monkeypatch.setenv("FORGE_BATCH_SIZE", "2")
     engine = open_engine()
-    ids = [store_request(engine, validate_request(request(request_id=f"s-{i}")))[0] for i in range(2)]
+    ids = [store_request(engine, validate_request(request(request_id=f"s-{i}")))[0] for i in range(3)]
     instance = DagsterInstance.ephemeral()
     context = build_sensor_context(instance=instance, resources={"database": ForgeDatabaseResource()})
     result = workload_intake_sensor(context)
-    assert sorted(r.partition_key for r in result.run_requests) == sorted(ids)
-    assert sorted(result.dynamic_partitions_requests[0].partition_keys) == sorted(ids)
+    assert [(r.tags["dagster/asset_partition_range_start"], r.tags["dagster/asset_partition_range_end"])
+            for r in result.run_requests] == [(ids[0], ids[1]), (ids[2], ids[2])]
+    assert result.dynamic_partitions_requests[0].partition_keys == ids
     instance.add_dynamic_partitions(workload_partitions.name, ids)
     assert workload_intake_sensor(build_sensor_context(instance=instance, resources={
         "database": ForgeDatabaseResource()})).run_requests == []
