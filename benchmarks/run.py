@@ -5,7 +5,7 @@
 
 import sys
 
-from benchmarks import ledger, lifecycle, primitives, settle_cycle, settlement
+from benchmarks import ledger, lifecycle, primitives, settle_cycle, settlement, ui_startup
 from forge_pipeline.execute.primitives import PRIMITIVES
 
 
@@ -51,6 +51,10 @@ def main() -> int:
     line(f"{tables['records']:,} settlement ledger rows: Polars {tables['polars_s']:.3f} s, plain Python "
          f"{tables['python_s']:.3f} s, speed-up {tables['speedup']:.1f}x (target >= 10x); generated and computed "
          f"end to end in {tables['total_s']:.1f} s")
+    line("== seconds from `forge-pool ui` to a UI that answers, beside plain `dagster dev` (fresh home) ==")
+    startup = ui_startup.bench_ui_startup(1 if quick else 3)
+    line(f"forge-pool ui {startup['forge_pool_ui_s']:.1f} s, dagster dev {startup['dagster_dev_s']:.1f} s "
+         f"(median of {startup['repeats']}), ratio {startup['ratio']:.2f}")
     return 0
 
 

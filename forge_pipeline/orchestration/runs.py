@@ -4,24 +4,18 @@ Runs go to the same Dagster instance the UI shows (`forge-pool ui`), so an opera
 sees command-line runs, their steps and their asset materializations there.
 """
 
-import os
 from collections.abc import Callable
 
 from dagster import DagsterInstance
 
-from forge_pipeline.storage.database import forge_home
+from forge_pipeline.storage.database import dagster_home
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def forge_instance() -> DagsterInstance:
     """The persistent instance in $DAGSTER_HOME, defaulting to FORGE_HOME/dagster."""
-    home = os.environ.setdefault("DAGSTER_HOME", str(forge_home() / "dagster"))
-    os.makedirs(home, exist_ok=True)
-    config = os.path.join(home, "dagster.yaml")
-    if not os.path.exists(config):
-        with open(config, "w") as handle:
-            handle.write("telemetry:\n  enabled: false\n")
+    dagster_home()
     return DagsterInstance.get()
 
 

@@ -135,6 +135,17 @@ def forge_home() -> Path:
     return Path(os.environ.get("FORGE_HOME", ".forge")).resolve()
 
 
+def dagster_home() -> Path:
+    """$DAGSTER_HOME, set to FORGE_HOME/dagster when unset, created with a dagster.yaml (telemetry off)
+    when it has none: the instance that `forge-pool run` writes to and `forge-pool ui` shows."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(forge_home() / "dagster")))
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
+    return home
+
+
 def artifacts_root() -> Path:
     """The artifact store: evidence bundles under evidence/<workload>, statements under settlement/<cycle>."""
     return forge_home() / "artifacts"

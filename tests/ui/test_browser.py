@@ -8,21 +8,19 @@ to build/ui-screenshots (printed at the end of the run).
 """
 
 import datetime as dt
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+from benchmarks.ui_startup import free_port, graphql_answers
 from forge_pipeline.cli import main
 from forge_pipeline.storage.database import open_engine
 from forge_pipeline.storage.records import list_workload_ids, load_workload, usage_record_of
@@ -48,12 +46,6 @@ def browser_or_skip():
     return webdriver
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_for(condition, what: str, timeout_s: float = WAIT_S):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -62,16 +54,6 @@ def wait_for(condition, what: str, timeout_s: float = WAIT_S):
             return value
         time.sleep(1)
     raise AssertionError(f"gave up after {timeout_s} s waiting for {what}")
-
-
-def graphql_answers(port: int) -> bool:
-    query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
-    try:
-        reply = urllib.request.urlopen(urllib.request.Request(
-            f"http://127.0.0.1:{port}/graphql", data=query, headers={"Content-Type": "application/json"}), timeout=10)
-        return bool(json.load(reply)["data"]["assetNodes"])
-    except (OSError, KeyError, TypeError, ValueError):
-        return False
 
 
 @pytest.fixture
