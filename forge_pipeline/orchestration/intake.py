@@ -8,7 +8,7 @@ from dagster import (Config, DefaultSensorStatus, Failure, OpExecutionContext, R
 from forge_pipeline.intake.problems import RequestInvalid
 from forge_pipeline.intake.request import parse_document, validate_request
 from forge_pipeline.assign.assignment import require_capable_pool
-from forge_pipeline.orchestration.metadata import workload_run_tags
+from forge_pipeline.orchestration.metadata import problems_metadata, workload_run_tags
 from forge_pipeline.orchestration.resources import AgentPoolResource, ForgeDatabaseResource
 from forge_pipeline.orchestration.workload_assets import WORKLOAD_ASSETS, workload_partitions
 from forge_pipeline.states import State
@@ -33,7 +33,8 @@ def submit_workload_request(context: OpExecutionContext, config: SubmitRequestCo
         require_capable_pool(agent_pool.pool(), request.document)
         workload_id, created = store_request(database.engine(), request)
     except RequestInvalid as error:
-        raise Failure(description=f"request refused:\n{error}", allow_retries=False) from None
+        raise Failure(description=f"request refused:\n{error}", allow_retries=False,
+                      metadata={"problems": problems_metadata(error.problems)}) from None
     context.log.info(f"{'admitted' if created else 'already admitted'} {workload_id}")
     return workload_id
 

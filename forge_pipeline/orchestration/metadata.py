@@ -31,6 +31,13 @@ def table_metadata(frame: pl.DataFrame) -> MetadataValue:
     return MetadataValue.table([TableRecord(row) for row in frame.to_dicts()], schema=schema)
 
 
+def problems_metadata(problems: list) -> MetadataValue:
+    """A refused request's problems (intake.problems.Problem) as a table of field path and problem."""
+    return table_metadata(pl.DataFrame({"field": [problem.path for problem in problems],
+                                        "problem": [problem.message for problem in problems]},
+                                       schema={"field": pl.String, "problem": pl.String}))
+
+
 def workload_run_tags(workload: dict) -> dict[str, str]:
     """Run tags that name a workload partition's organization and primitive beside its wl_ hash."""
     request = workload["request"]

@@ -25,7 +25,7 @@ from forge_pipeline.cli import main
 from forge_pipeline.storage.database import open_engine
 from forge_pipeline.storage.records import list_workload_ids, load_workload, usage_record_of
 from tests.lifecycle.requests import request
-from tests.ui.conftest import SCREENSHOTS
+from tests.ui.conftest import SCREENSHOTS, WRITTEN
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -107,7 +107,9 @@ class Page:
 
     def shot(self, name: str):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        self.driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+        path = SCREENSHOTS / f"{name}.png"
+        assert self.driver.save_screenshot(str(path)), path
+        WRITTEN.append(path)
 
 
 @pytest.fixture
