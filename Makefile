@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench ui install clean pool-up pool-down load-run
+.PHONY: demo test bench ui install clean pool-up pool-down load-run browser
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ bench: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/forge-pool ui
+
+# Debian's chromium and its driver for the browser test (tests/ui/test_browser.py), installed when missing.
+browser:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
 
 clean:
 	rm -rf .forge build dist *.egg-info

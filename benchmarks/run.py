@@ -5,7 +5,7 @@
 
 import sys
 
-from benchmarks import api, ledger, lifecycle, primitives, settle_cycle, settlement
+from benchmarks import api, ledger, lifecycle, primitives, settle_cycle, settlement, ui_startup
 from forge_pipeline.execute.primitives import PRIMITIVES
 
 
@@ -58,6 +58,10 @@ def main() -> int:
         line(f"{database:<8} submit {submit['per_s']}/s p50 {submit['p50_ms']} ms p99 {submit['p99_ms']} ms; healthz "
              f"{health['per_s']}/s p50 {health['p50_ms']} ms p99 {health['p99_ms']} ms; submit/healthz throughput "
              f"ratio {measured['throughput_ratio']:.3f} (target on postgres: >= 500/s, p99 <= 50 ms)")
+    line("== seconds from `forge-pool ui` to a UI that answers, beside plain `dagster dev` (fresh home) ==")
+    startup = ui_startup.bench_ui_startup(1 if quick else 3)
+    line(f"forge-pool ui {startup['forge_pool_ui_s']:.1f} s, dagster dev {startup['dagster_dev_s']:.1f} s "
+         f"(median of {startup['repeats']}), ratio {startup['ratio']:.2f}")
     return 0
 
 

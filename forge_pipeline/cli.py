@@ -445,14 +445,15 @@ def command_db_upgrade(arguments) -> int:
 
 def command_ui(arguments) -> int:
     """`dagster dev` of this environment (not whatever `dagster` PATH finds): the webserver, and the
-    daemon that the intake sensor and the billing-cycle schedule need, on the instance under FORGE_HOME."""
-    from forge_pipeline.orchestration.runs import forge_instance
+    daemon that the intake sensor and the billing-cycle schedule need, on the instance under FORGE_HOME.
+    Nothing of Dagster is imported here: `dagster dev` imports it again anyway (seconds on a busy machine)."""
+    from forge_pipeline.home import dagster_home
 
-    forge_instance()
+    home = dagster_home()
     dagster = Path(sys.executable).parent / "dagster"
     command = [str(dagster), "dev", "-m", "forge_pipeline.definitions", "-h", arguments.host, "-p", str(arguments.port)]
     say(f"starting the Dagster UI on http://{arguments.host}:{arguments.port} with its daemon "
-        f"(DAGSTER_HOME={os.environ['DAGSTER_HOME']})")
+        f"(DAGSTER_HOME={home})")
     os.execv(command[0], command)
 
 

@@ -101,7 +101,7 @@ def read_checkpoint_file(path: Path) -> dict:
 
 
 def checkpoint_log_path() -> Path:
-    from forge_pipeline.storage.database import forge_home
+    from forge_pipeline.home import forge_home
 
     return forge_home() / "ledger" / "checkpoints.jsonl"
 

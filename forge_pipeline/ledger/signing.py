@@ -50,7 +50,7 @@ def signing_key_path() -> Path:
     configured = os.environ.get("FORGE_SIGNING_KEY")
     if configured:
         return Path(configured).resolve()
-    from forge_pipeline.storage.database import forge_home
+    from forge_pipeline.home import forge_home
 
     return forge_home() / "keys" / KEY_FILE_NAME
 

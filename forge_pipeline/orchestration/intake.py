@@ -9,6 +9,7 @@ from dagster import (Config, DefaultSensorStatus, Failure, OpExecutionContext, R
 from forge_pipeline.intake.admission import admit_requests
 from forge_pipeline.canonical import digest
 from forge_pipeline.intake.problems import RequestInvalid
+from forge_pipeline.orchestration.metadata import problems_metadata
 from forge_pipeline.orchestration.resources import AgentPoolResource, ForgeDatabaseResource
 from forge_pipeline.orchestration.workload_assets import WORKLOAD_ASSETS, workload_partitions
 from forge_pipeline.states import State
@@ -35,7 +36,8 @@ def submit_workload_request(context: OpExecutionContext, config: SubmitRequestCo
         [(workload_id, created)] = admit_requests([("config.document", config.document)], agent_pool.pool(),
                                                   database.engine)
     except RequestInvalid as error:
-        raise Failure(description=f"request refused:\n{error}", allow_retries=False) from None
+        raise Failure(description=f"request refused:\n{error}", allow_retries=False,
+                      metadata={"problems": problems_metadata(error.problems)}) from None
     context.log.info(f"{'admitted' if created else 'already admitted'} {workload_id}")
     return workload_id
 

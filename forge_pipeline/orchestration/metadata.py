@@ -16,7 +16,6 @@ import polars as pl
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 
 from forge_pipeline.execute.primitives import get_primitive
-from forge_pipeline.report import pictures
 from forge_pipeline.report.money import credits_text, usage_money, with_total
 
 RUN_TAG_PREFIX = "forge/"
@@ -32,6 +31,13 @@ def table_metadata(frame: pl.DataFrame) -> MetadataValue:
     return MetadataValue.table([TableRecord(row) for row in frame.to_dicts()], schema=schema)
 
 
+def problems_metadata(problems: list) -> MetadataValue:
+    """A refused request's problems (intake.problems.Problem) as a table of field path and problem."""
+    return table_metadata(pl.DataFrame({"field": [problem.path for problem in problems],
+                                        "problem": [problem.message for problem in problems]},
+                                       schema={"field": pl.String, "problem": pl.String}))
+
+
 def evidence_metadata(planned: dict, evidence: dict, directory: Path) -> dict:
     """The bundle's digests and folder, the output summary table, its family's facts and its picture."""
     primitive, arguments = planned["plan"]["primitive"], planned["request"]["arguments"]
@@ -43,6 +49,10 @@ def evidence_metadata(planned: dict, evidence: dict, directory: Path) -> dict:
         "backends": ", ".join(evidence["backends"]), "organization": planned["request"]["organization"],
         "primitive": primitive, "output_summary": MetadataValue.md(table), "output_facts": MetadataValue.json(summary),
     }
+    # Imported here: matplotlib is paid for by the steps that draw, not by every load of the definitions
+    # (the UI's code server, the daemon, each step process).
+    from forge_pipeline.report import pictures
+
     picture = pictures.workload_picture(primitive, arguments, evidence["output"], directory)
     if picture is not None:
         metadata["picture"] = image_markdown(picture, f"{primitive} output of {planned['workload_id']}")
@@ -80,6 +90,8 @@ def settlement_table_metadata(frame: pl.DataFrame, path: Path, label_column: str
                 f"{amount_column}_total": int(frame[amount_column].sum()),
                 "table": table_metadata(with_total(frame.lazy(), label_column).collect())}
     if frame.height:
+        from forge_pipeline.report import pictures
+
         labels = frame.select(pl.concat_str(pl.col(pl.String), separator="/")).to_series().to_list()
         metadata["picture"] = image_markdown(pictures.amounts_by(labels, frame[amount_column].to_list(), title,
                                                                  "#66c2a5"), title)

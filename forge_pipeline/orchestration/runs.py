@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dagster import DagsterInstance, DagsterRun
 from filelock import FileLock
 
-from forge_pipeline.storage.database import forge_home
+from forge_pipeline.home import dagster_home
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # Lifecycle runs from the command line: the command prints each workload's state and reason,
@@ -41,13 +41,7 @@ def forge_instance() -> DagsterInstance:
     Creating it (dagster.yaml, then Dagster's SQLite schemas) is serialized by a file lock
     in that folder: concurrent first commands on a fresh home would race in the schema
     creation."""
-    home = os.environ.setdefault("DAGSTER_HOME", str(forge_home() / "dagster"))
-    os.makedirs(home, exist_ok=True)
-    with FileLock(os.path.join(home, ".instance.lock")):
-        config = os.path.join(home, "dagster.yaml")
-        if not os.path.exists(config):
-            with open(config, "w") as handle:
-                handle.write("telemetry:\n  enabled: false\n")
+    with FileLock(dagster_home() / ".instance.lock"):
         return DagsterInstance.get()
 
 

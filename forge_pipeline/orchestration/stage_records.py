@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
-from forge_pipeline.storage.database import forge_home
+from forge_pipeline.home import forge_home
 
 
 class StageRecordsIOManager(ConfigurableIOManager):

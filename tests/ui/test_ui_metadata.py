@@ -2,6 +2,7 @@
 
 import base64
 import datetime as dt
+import json
 import re
 
 import polars as pl
@@ -14,7 +15,7 @@ from forge_pipeline.orchestration.billing_assets import BILLING_ASSETS
 from forge_pipeline.orchestration.workload_assets import WORKLOAD_ASSETS, workload_partitions
 from forge_pipeline.settle.settlement import cycle_of
 from forge_pipeline.storage.database import open_engine
-from forge_pipeline.storage.records import load_workload, store_request, usage_record_of
+from forge_pipeline.storage.records import list_workload_ids, load_workload, store_request, usage_record_of
 from tests.lifecycle.requests import request
 
 WORKLOAD_KEYS = [AssetKey(name) for name in ("workload_request", "execution_plan", "shard_executions",
@@ -126,3 +127,18 @@ def test_the_schedule_is_on_by_default_and_groups_follow_the_lifecycle(forge_hom
         "workload_request", "execution_plan", "shard_executions", "verification_report", "evidence_bundle",
         "usage_record", "settlement_postings", "workload_replay")]
     assert groups == sorted(groups) and len(set(groups)) == len(groups)
+
+
+def test_a_refused_launchpad_request_fails_with_its_problems_as_a_table(forge_home):
+    """The launchpad's submit job refuses a bad request with a Failure whose description and metadata table
+    name each field path (the UI shows the table beside the message); nothing is stored."""
+    bad = json.dumps(request(request_id="bad", arguments={"bins": -1, "scenarios": 0}))
+    result = defs.resolve_job_def("submit_request").execute_in_process(
+        run_config={"ops": {"submit_workload_request": {"config": {"document": bad}}}},
+        instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    failure = result.get_step_failure_events()[0].step_failure_data
+    assert failure.user_failure_data.description.startswith("request refused:\narguments.")
+    rows = [row.data for row in failure.user_failure_data.metadata["problems"].records]
+    assert {row["field"] for row in rows} == {"arguments.bins", "arguments.scenarios"}
+    assert all(row["problem"].startswith("must be >= 1") for row in rows)
+    assert list_workload_ids(open_engine()) == []
