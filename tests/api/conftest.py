@@ -100,6 +100,13 @@ def home(tmp_path_factory):
         dispose_engines()
 
 
+@pytest.fixture(autouse=True)
+def module_home_for_each_test(request, monkeypatch):
+    """Tests of a module-scoped home run in it (the root conftest gives every test a home of its own)."""
+    if "home" in request.fixturenames:
+        monkeypatch.setenv("FORGE_HOME", str(request.getfixturevalue("home")))
+
+
 @pytest.fixture(scope="module")
 def world(home) -> World:
     return build_world()
