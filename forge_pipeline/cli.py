@@ -6,9 +6,13 @@ input. A user's mistake is one line per problem, never a stack trace.
 """
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
+import time
 from importlib import resources
 from pathlib import Path
 
@@ -73,18 +77,73 @@ def command_submit(arguments) -> int:
     return EXIT_OK
 
 
+STOPPABLE_STATES = (State.PLANNED, State.RUNNING, State.VERIFYING)  # Aggregating goes on: it posts the charge
+STOP_GRACE_S = 60  # how long a stopped run waits for a workload that is aggregating to finish
+
+
+class RunStopped(Exception):
+    """`forge-pool run` was stopped by SIGTERM or SIGINT; the unfinished workloads are Failed."""
+
+
 def run(workload_ids: list[str]) -> dict[str, bool]:
+    """The lifecycle of each workload through Dagster, in a worker thread, so that SIGTERM and SIGINT
+    reach this (main) thread: Dagster defers signals on the main thread until a run ends. On either
+    signal no further run starts, each workload left Planned, Running or Verifying ends Failed with
+    the signal in its reason, one that is Aggregating is given STOP_GRACE_S to finish (it posts its
+    charge), and RunStopped is raised: no workload is left stranded mid-lifecycle."""
     from forge_pipeline.orchestration.runs import forge_instance, run_lifecycles
 
     engine = existing_engine()
     for workload_id in workload_ids:
         records.load_workload(engine, workload_id)  # unknown ids are refused before anything runs
+    instance = forge_instance()
+    stopped: list[str] = []
+    outcome: dict[str, bool] = {}
+    errors: list[BaseException] = []
 
     def progress(workload_id: str, success: bool, run_id: str) -> None:
         workload = records.load_workload(engine, workload_id)
         say(f"  {workload_id}  {workload['state']:<10} run {run_id[:8]}  {workload['state_reason']}")
+        if stopped:
+            raise RunStopped(stopped[0])
 
-    return run_lifecycles(workload_ids, forge_instance(), progress)
+    def work() -> None:
+        try:
+            outcome.update(run_lifecycles(workload_ids, instance, progress))
+        except BaseException as error:  # handed to the main thread, which raises it there
+            errors.append(error)
+
+    previous = {number: signal.signal(number, lambda number, frame: stopped.append(signal.Signals(number).name))
+                for number in (signal.SIGTERM, signal.SIGINT)}
+    worker = threading.Thread(target=work, name="forge-run", daemon=True)
+    try:
+        worker.start()
+        while worker.is_alive() and not stopped:
+            worker.join(0.2)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    if stopped:
+        stop_workloads(engine, workload_ids, stopped[0], worker)
+        raise RunStopped(stopped[0])
+    if errors:
+        raise errors[0]
+    return outcome
+
+
+def stop_workloads(engine, workload_ids: list[str], signal_name: str, worker: threading.Thread) -> None:
+    """Fail what a stopped run left mid-lifecycle (Pending ones stay Pending for the next run)."""
+    deadline = time.monotonic() + STOP_GRACE_S
+    for workload_id in workload_ids:
+        state = State(records.load_workload(engine, workload_id)["state"])
+        while state == State.AGGREGATING and worker.is_alive() and time.monotonic() < deadline:
+            worker.join(0.2)
+            state = State(records.load_workload(engine, workload_id)["state"])
+        if state in (*STOPPABLE_STATES, State.AGGREGATING):
+            with contextlib.suppress(IllegalTransition):  # it moved on meanwhile: the run decides
+                records.transition(engine, workload_id, State.FAILED, f"forge-pool run was stopped by {signal_name} "
+                                   f"in state {state.value}; nothing is billed", expected=(state,))
+                say(f"  {workload_id}  Failed     stopped by {signal_name} in state {state.value}")
 
 
 def command_run(arguments) -> int:
@@ -409,6 +468,11 @@ def main(argv: list[str] | None = None) -> int:
     except DatabaseUnreachable as error:
         say(f"error: FORGE_DATABASE_URL: {error}")
         return EXIT_BAD_INPUT
+    except RunStopped as stopped:
+        say(f"stopped by {stopped}")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_PROBLEM)  # the worker thread is mid-step: its Dagster run is abandoned, the workloads are not
 
 
 if __name__ == "__main__":
