@@ -54,7 +54,7 @@ def test_every_problem_of_every_document_at_once_and_no_database(forge_home):
 
 
 def test_work_unit_quota_per_organization_and_cycle(forge_home, monkeypatch):
-    """With FORGE_WORK_UNIT_QUOTA, an organization's requests in one cycle are admitted up to the quota, then refused."""
+    """With FORGE_WORK_UNIT_QUOTA, an organization's requests in a cycle are admitted up to the quota, then refused."""
     units = 2000 * 3  # scenarios x obligors of the test request
     monkeypatch.setenv("FORGE_WORK_UNIT_QUOTA", str(2 * units))
     admit_requests([("a", request(request_id="q-1")), ("b", request(request_id="q-2"))], load_pool(), open_engine)

@@ -49,7 +49,8 @@ def test_json_nested_thousands_of_levels_deep(capsys, tmp_path, forge_home):
 
 def test_yaml_nested_thousands_of_levels_deep(capsys, tmp_path, forge_home):
     """YAML nested 5,000 deep, in flow and in block style, is refused by the loader's depth count."""
-    refused(capsys, tmp_path, forge_home, "tags: " + "[" * 5000 + "]" * 5000, "nested deeper than 32 levels", name="a.yaml")
+    refused(capsys, tmp_path, forge_home, "tags: " + "[" * 5000 + "]" * 5000, "nested deeper than 32 levels",
+            name="a.yaml")
     refused(capsys, tmp_path, forge_home, "- " * 5000 + "x", "nested deeper than 32 levels", name="b.yaml")
 
 
@@ -126,8 +127,8 @@ def test_yaml_alias_bomb_inside_one_value(capsys, tmp_path, forge_home):
 
 def test_large_plain_yaml_is_refused_by_size(capsys, tmp_path, forge_home):
     """A 7.8 MB plain YAML request is refused by its size before it is parsed (it took two minutes and 1.4 GB)."""
-    head = yaml.safe_dump(request()).replace("  obligors:\n", "  obligors:\n" + "  - exposure: 1\n    pd: '0.1'\n" * 260_000)
-    text = head
+    obligors = "  - exposure: 1\n    pd: '0.1'\n" * 260_000
+    text = yaml.safe_dump(request()).replace("  obligors:\n", "  obligors:\n" + obligors)
     assert 7 << 20 < len(text) < 8 << 20
     refused(capsys, tmp_path, forge_home, text, "bytes of YAML; YAML is at most", name="big.yaml")
 
