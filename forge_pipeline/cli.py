@@ -273,7 +273,11 @@ def command_ledger_verify(arguments) -> int:
 def command_export(arguments) -> int:
     from forge_pipeline.settle.settlement import cycle_entries, statement_lines
 
+    import polars
+
     cycle_key = cycle_argument(arguments.cycle)
+    if not arguments.output.isprintable() or arguments.output.startswith("~"):
+        raise RequestInvalid([Problem("-o", "must be a file name without control characters or a leading ~")])
     lines = statement_lines(cycle_entries(existing_engine(), cycle_key, arguments.org)).collect()
     output = Path(arguments.output)
     temporary = output.with_name(f".{output.name}.tmp")
@@ -283,9 +287,11 @@ def command_export(arguments) -> int:
         else:
             lines.write_parquet(temporary)
         temporary.replace(output)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise RequestInvalid([Problem("-o", f"cannot write {output}: {error}")]) from None
+    except (OSError, polars.exceptions.PolarsError) as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RequestInvalid([Problem("-o", f"cannot write {output}: {reason}")]) from None
     say(f"exported {lines.height} statement line(s) of cycle {cycle_key}"
         f"{f' for {arguments.org}' if arguments.org else ''} to {output}")
     return EXIT_OK
