@@ -92,6 +92,7 @@ def test_launchpad_job_fails_with_the_problem_list(forge_home):
     ("FORGE_DATABASE_URL", "postgresql+nosuchdriver://x@127.0.0.1/db", "FORGE_DATABASE_URL: not a usable database URL"),
     ("FORGE_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:1/nowhere", "FORGE_DATABASE_URL: cannot open"),
     ("FORGE_WORK_UNIT_QUOTA", "lots", "FORGE_WORK_UNIT_QUOTA: must be a positive integer"),
+    ("FORGE_POOL_FILE", "/nonexistent/pool.yaml", "FORGE_POOL_FILE: /nonexistent/pool.yaml: cannot read pool file"),
 ])
 def test_bad_settings_refuse_submit_at_once(variable, value, expected, forge_home, tmp_path, monkeypatch, capsys):
     """Every command, submit included, checks its settings first: one line, exit 2, nothing written."""

@@ -4,6 +4,7 @@ regression: exit 2 with the field path, within a second, no traceback, nothing w
 import json
 import os
 import time
+import tracemalloc
 
 import pytest
 import yaml
@@ -12,16 +13,24 @@ from forge_pipeline.cli import main
 from tests.lifecycle.requests import request
 
 SECOND_S = 1.0  # the bound on refusing anything under the size limits (measured well under it)
+PEAK_BYTES = 64 << 20  # the bound on memory allocated while refusing (the largest file read is 8 MiB)
 
 
 def submit(tmp_path, forge_home, text: str | bytes, name: str = "request.json") -> int:
-    """`forge-pool submit` of one file holding `text`: its exit code; checks the time and that nothing was written."""
+    """`forge-pool submit` of one file holding `text`: its exit code; checks the time, the peak of Python memory
+    allocated, and that nothing was written."""
     path = tmp_path / name
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    tracemalloc.start()
     started = time.perf_counter()
-    code = main(["submit", str(path)])
-    elapsed = time.perf_counter() - started
-    assert elapsed < SECOND_S, f"took {elapsed:.2f} s"
+    try:
+        code = main(["submit", str(path)])
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert elapsed < SECOND_S * 3, f"took {elapsed:.2f} s"  # x3: tracemalloc's own cost
+    assert peak < PEAK_BYTES, f"allocated {peak} bytes at the peak"
     if code != 0:
         assert not (forge_home / "forge.db").exists(), "a refused submit created the database"
     return code
