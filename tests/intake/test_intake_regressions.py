@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from forge_pipeline.cli import main
+from forge_pipeline.intake.problems import join
 from tests.lifecycle.requests import request
 
 SECOND_S = 1.0  # the bound on refusing anything under the size limits (measured well under it)
@@ -22,10 +23,10 @@ def submit(tmp_path, forge_home, text: str | bytes, name: str = "request.json") 
     path = tmp_path / name
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     tracemalloc.start()
-    started = time.perf_counter()
+    started = time.process_time()  # CPU time: what the input costs, whatever else the machine runs
     try:
         code = main(["submit", str(path)])
-        elapsed = time.perf_counter() - started
+        elapsed = time.process_time() - started
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -184,8 +185,8 @@ def test_tag_values_with_control_characters(value, capsys, tmp_path, forge_home)
 
 @pytest.mark.parametrize("key", ["team\n", "te am", ""])
 def test_tag_keys_are_identifiers(key, capsys, tmp_path, forge_home):
-    """Tag keys follow the identifier grammar."""
-    refused(capsys, tmp_path, forge_home, as_json(tags={key: "x"}), "tags.")
+    """Tag keys follow the identifier grammar; a key that is not printable is shown quoted, on one line."""
+    refused(capsys, tmp_path, forge_home, as_json(tags={key: "x"}), f"{join('tags', key)}: must be")
 
 
 # 7. Refused input still writes
