@@ -3,6 +3,7 @@ regression: exit 2 with the field path, within a second, no traceback, nothing w
 
 import json
 import os
+import re
 import time
 import tracemalloc
 
@@ -208,3 +209,38 @@ def test_in_memory_sqlite_is_refused(capsys, tmp_path, forge_home, monkeypatch):
     for url in ("sqlite://", "sqlite:///:memory:"):
         monkeypatch.setenv("FORGE_DATABASE_URL", url)
         refused(capsys, tmp_path, forge_home, as_json(), "FORGE_DATABASE_URL: an in-memory SQLite database")
+
+
+# Pool files and rate cards pass the same boundary
+
+@pytest.mark.parametrize("text, expected", [
+    ("providers:\n  - id: \"northwind\\n\"\n    agents: [{id: nw-1, hardware: cpu}]\n", "providers[0].id: must be 1 to 128"),
+    ("providers:\n  - id: northwind\n    agents: [{id: \"nw-1\\u0000\", hardware: cpu}]\n", "agents[0].id: must be 1 to 128"),
+    ("providers:\n  - id: a\n    id: b\n    agents: [{id: nw-1, hardware: cpu}]\n", "providers[0].id: duplicate key 'id'"),
+    ("providers:\n  - &p {id: a, agents: [{id: x, hardware: cpu}]}\n  - *p\n", "anchors and aliases are not accepted"),
+    ("providers:\n  - id: a\n    agents: [{id: x, hardware: cpu, fault: {kind: crash, rate: \"1e-99999\"}}]\n",
+     "fault.rate: exponent beyond +-64"),
+])
+def test_pool_files_pass_the_intake_boundary(text, expected, tmp_path, monkeypatch, capsys):
+    """A pool file's ids follow the identifier grammar and it is parsed under the same limits: exit 2 naming the
+    pool file and the field, for any command."""
+    pool_file = tmp_path / "pool.yaml"
+    pool_file.write_text(text)
+    monkeypatch.setenv("FORGE_POOL_FILE", str(pool_file))
+    assert main(["agents"]) == 2
+    captured = capsys.readouterr().err
+    assert f"FORGE_POOL_FILE: {pool_file}: " in captured and expected in captured, captured
+
+
+def test_rate_cards_pass_the_intake_boundary(tmp_path):
+    """A rate card with a duplicate price, an alias or a primitive name ending in a newline is refused by path."""
+    from forge_pipeline.settle.rate_card import RateCardInvalid, load_rate_card
+
+    card = tmp_path / "card.yaml"
+    for text, expected in (("version: \"2030-01-01\"\nversion: \"2030-01-02\"\n", "version: duplicate key"),
+                           ("a: &x 1\nb: *x\n", "anchors and aliases are not accepted"),
+                           ("primitives: {\"aggregation/grouped_sum@1\\n\": {}}\n",
+                            "primitives['aggregation/grouped_sum@1\\n']: must be a name like")):
+        card.write_text(text)
+        with pytest.raises(RateCardInvalid, match=re.escape(expected)):
+            load_rate_card(path=card)
