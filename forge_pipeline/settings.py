@@ -5,8 +5,9 @@ and a refused command leaves nothing behind (no database file, no folder).
 Checked: FORGE_HOME (not empty, a folder or creatable as one, writable), FORGE_DATABASE_URL (a
 URL whose driver is installed; SQLite on a file, not in memory, whose path is not a folder, in
 a writable folder), FORGE_DEVICE, FORGE_EXECUTOR, FORGE_GPU_BATCHES, FORGE_BILLING_CYCLE,
-FORGE_WORK_UNIT_QUOTA and FORGE_POOL_FILE (read and validated like any pool file). Whether a server database answers is found when it is first opened
-(`DatabaseUnreachable`), still before anything is written.
+FORGE_WORK_UNIT_QUOTA and FORGE_POOL_FILE (read and validated like any pool file). Whether a
+server database answers is found when it is first opened (`DatabaseUnreachable`), still before
+anything is written.
 """
 
 from __future__ import annotations

@@ -214,9 +214,12 @@ def test_in_memory_sqlite_is_refused(capsys, tmp_path, forge_home, monkeypatch):
 # Pool files and rate cards pass the same boundary
 
 @pytest.mark.parametrize("text, expected", [
-    ("providers:\n  - id: \"northwind\\n\"\n    agents: [{id: nw-1, hardware: cpu}]\n", "providers[0].id: must be 1 to 128"),
-    ("providers:\n  - id: northwind\n    agents: [{id: \"nw-1\\u0000\", hardware: cpu}]\n", "agents[0].id: must be 1 to 128"),
-    ("providers:\n  - id: a\n    id: b\n    agents: [{id: nw-1, hardware: cpu}]\n", "providers[0].id: duplicate key 'id'"),
+    ("providers:\n  - id: \"northwind\\n\"\n    agents: [{id: nw-1, hardware: cpu}]\n",
+     "providers[0].id: must be 1 to 128"),
+    ("providers:\n  - id: northwind\n    agents: [{id: \"nw-1\\u0000\", hardware: cpu}]\n",
+     "agents[0].id: must be 1 to 128"),
+    ("providers:\n  - id: a\n    id: b\n    agents: [{id: nw-1, hardware: cpu}]\n",
+     "providers[0].id: duplicate key 'id'"),
     ("providers:\n  - &p {id: a, agents: [{id: x, hardware: cpu}]}\n  - *p\n", "anchors and aliases are not accepted"),
     ("providers:\n  - id: a\n    agents: [{id: x, hardware: cpu, fault: {kind: crash, rate: \"1e-99999\"}}]\n",
      "fault.rate: exponent beyond +-64"),
