@@ -4,7 +4,7 @@ the arguments and of the envelope), pool files and rate cards, mutated field by 
 Each input ends admitted or refused with RequestInvalid (exit 0 or 2 on the command line), never another
 exception; within PER_INPUT_S of CPU time; and a refused request never opens the database (no file, no row).
 Inputs per run: REQUEST_EXAMPLES + POOL_EXAMPLES + RATE_CARD_EXAMPLES + COMMAND_LINE_EXAMPLES = 1500
-(hypothesis' derandomized database-less profile below, so CI runs the same 1,500 every time: 34 s here on
+(hypothesis' derandomized database-less profile below, so CI runs the same 1,500 every time: 29 s here on
 a shared 2-core machine).
 """
 
