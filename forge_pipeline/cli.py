@@ -6,6 +6,7 @@ input. A user's mistake is one line per problem, never a stack trace.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -347,6 +348,8 @@ def command_export(arguments) -> int:
     from forge_pipeline.settle.settlement import cycle_entries, statement_lines
 
     cycle_key = cycle_argument(arguments.cycle)
+    if not arguments.output.isprintable() or arguments.output.startswith("~"):
+        raise RequestInvalid([Problem("-o", "must be a file name without control characters or a leading ~")])
     engine = existing_engine()
     checkpoint = canonical_json(checkpoint_ledger(engine)).decode()  # refuses (exit 1) a ledger that does not verify
     lines = (statement_lines(cycle_entries(engine, cycle_key, arguments.org))
@@ -359,9 +362,11 @@ def command_export(arguments) -> int:
         else:
             lines.write_parquet(temporary)
         temporary.replace(output)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise RequestInvalid([Problem("-o", f"cannot write {output}: {error}")]) from None
+    except (OSError, pl.exceptions.PolarsError) as error:
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RequestInvalid([Problem("-o", f"cannot write {output}: {reason}")]) from None
     say(f"exported {lines.height} statement line(s) of cycle {cycle_key}"
         f"{f' for {arguments.org}' if arguments.org else ''} to {output}")
     return EXIT_OK

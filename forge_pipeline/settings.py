@@ -4,9 +4,10 @@ and a refused command leaves nothing behind (no database file, no folder).
 
 Checked: FORGE_HOME (not empty, a folder or creatable as one, writable), FORGE_DATABASE_URL (a
 URL whose driver is installed; SQLite on a file, not in memory, whose path is not a folder, in
-a writable folder), FORGE_DEVICE, FORGE_EXECUTOR, FORGE_GPU_BATCHES, FORGE_BILLING_CYCLE and
-FORGE_WORK_UNIT_QUOTA. Whether a server database answers is found when it is first opened
-(`DatabaseUnreachable`), still before anything is written.
+a writable folder), FORGE_DEVICE, FORGE_EXECUTOR, FORGE_GPU_BATCHES, FORGE_BILLING_CYCLE,
+FORGE_WORK_UNIT_QUOTA and FORGE_POOL_FILE (read and validated like any pool file). Whether a
+server database answers is found when it is first opened (`DatabaseUnreachable`), still before
+anything is written.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def check_settings() -> None:
     from sqlalchemy.engine import make_url
 
     from forge_pipeline.assign.assignment import gpu_batch_placement
+    from forge_pipeline.assign.pool import load_pool
     from forge_pipeline.execute.backend import DEVICE_CHOICES
     from forge_pipeline.intake.quota import work_unit_quota
     from forge_pipeline.settle.settlement import billing_cadence
@@ -61,6 +63,11 @@ def check_settings() -> None:
             check()
         except ValueError as error:
             problems.append(Problem(variable, str(error)))
+    if os.environ.get("FORGE_POOL_FILE"):
+        try:
+            load_pool()
+        except RequestInvalid as error:
+            problems += [Problem(f"FORGE_POOL_FILE: {problem.path}", problem.message) for problem in error.problems]
     if problems:
         raise RequestInvalid(problems)
 

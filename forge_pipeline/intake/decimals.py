@@ -2,7 +2,9 @@
 
 A decimal is written `[+-]digits[.digits][(e|E)[+-]digits]` in ASCII digits only, with at most
 `MAX_DECIMAL_DIGITS` mantissa digits and an exponent of at most `MAX_DECIMAL_EXPONENT` in absolute
-value, both checked on the text before any arithmetic. Its canonical text is positional (no
+value, both checked on the text before any arithmetic, and at most `MAX_DECIMAL_DIGITS` digits
+written out positionally (leading zeros before the point aside), so its canonical text reads
+back as itself. Its canonical text is positional (no
 exponent), without a `+`, without leading zeros before the point (one `0` stays), without trailing
 zeros after it, without a point when nothing follows it, and `0` for every zero (`-0`, `0.000`,
 `0e5`). `Fraction(canonical)` is its exact value, and two decimals are equal exactly when their
@@ -66,6 +68,9 @@ def canonical_decimal(text: str) -> str:
     else:
         padded = stripped.rjust(scale + 1, "0")
         positional = f"{padded[:-scale]}.{padded[-scale:]}"
+    whole_digits, _, fraction_digits = positional.partition(".")
+    if len(whole_digits.lstrip("0")) + len(fraction_digits) > MAX_DECIMAL_DIGITS:  # so the canonical text re-reads
+        raise DecimalRefused(f"has more than {MAX_DECIMAL_DIGITS} digits when written out without an exponent")
     return ("-" if sign == "-" else "") + positional
 
 

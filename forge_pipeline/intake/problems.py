@@ -54,8 +54,12 @@ class RequestIdConflict(RequestInvalid):
 
 
 def join(path: str, key: str | int) -> str:
+    """`path.key`, or `path[3]`; a key that is not printable is shown quoted (`tags['team\\n']`), so
+    every problem stays one line and no key can pass for another."""
     if isinstance(key, int):
         return f"{path}[{key}]"
+    if not key.isprintable():
+        return f"{path}[{key!r}]"
     return f"{path}.{key}" if path else key
 
 

@@ -1,9 +1,12 @@
-"""Workload requests (DESIGN §3.1): parse, validate every field by path, resolve the policy.
+"""Workload requests (DESIGN §3.1): validate every field by path, resolve the policy.
 
-`validate_request` returns a `WorkloadRequest` whose `document` is canonical: the
-profile's defaults are resolved into `policy`, arguments are normalized by their
-primitive, and nothing unknown survives. Invalid input raises `RequestInvalid` with
-every problem; nothing is stored by this module.
+`validate_request` takes a document parsed by `forge_pipeline.intake.documents` (or built in
+Python, held to the same limits) and returns a `WorkloadRequest` whose `document` is
+canonical: identifiers checked whole, decimals in canonical form, the profile's defaults
+resolved into `policy`, arguments normalized by their primitive (input files confined to the
+organization's input area), the profile's work-unit limit applied, and nothing unknown
+kept. Invalid input raises `RequestInvalid` with every problem; nothing is stored by this
+module (admission stores: `forge_pipeline.intake.admission`).
 """
 
 from __future__ import annotations

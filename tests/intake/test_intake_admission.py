@@ -54,7 +54,7 @@ def test_every_problem_of_every_document_at_once_and_no_database(forge_home):
 
 
 def test_work_unit_quota_per_organization_and_cycle(forge_home, monkeypatch):
-    """With FORGE_WORK_UNIT_QUOTA, an organization's requests in one cycle are admitted up to the quota, then refused."""
+    """With FORGE_WORK_UNIT_QUOTA, an organization's requests in a cycle are admitted up to the quota, then refused."""
     units = 2000 * 3  # scenarios x obligors of the test request
     monkeypatch.setenv("FORGE_WORK_UNIT_QUOTA", str(2 * units))
     admit_requests([("a", request(request_id="q-1")), ("b", request(request_id="q-2"))], load_pool(), open_engine)
@@ -92,6 +92,7 @@ def test_launchpad_job_fails_with_the_problem_list(forge_home):
     ("FORGE_DATABASE_URL", "postgresql+nosuchdriver://x@127.0.0.1/db", "FORGE_DATABASE_URL: not a usable database URL"),
     ("FORGE_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:1/nowhere", "FORGE_DATABASE_URL: cannot open"),
     ("FORGE_WORK_UNIT_QUOTA", "lots", "FORGE_WORK_UNIT_QUOTA: must be a positive integer"),
+    ("FORGE_POOL_FILE", "/nonexistent/pool.yaml", "FORGE_POOL_FILE: /nonexistent/pool.yaml: cannot read pool file"),
 ])
 def test_bad_settings_refuse_submit_at_once(variable, value, expected, forge_home, tmp_path, monkeypatch, capsys):
     """Every command, submit included, checks its settings first: one line, exit 2, nothing written."""

@@ -2,9 +2,10 @@
 the arguments and of the envelope), pool files and rate cards, mutated field by field and byte by byte.
 
 Each input ends admitted or refused with RequestInvalid (exit 0 or 2 on the command line), never another
-exception; within PER_INPUT_S; and a refused request never opens the database (no file, no row).
+exception; within PER_INPUT_S of CPU time; and a refused request never opens the database (no file, no row).
 Inputs per run: REQUEST_EXAMPLES + POOL_EXAMPLES + RATE_CARD_EXAMPLES + COMMAND_LINE_EXAMPLES = 1500
-(hypothesis' derandomized database-less profile below, so CI runs the same 1,500 every time: 34 s here on a shared 2-core machine).
+(hypothesis' derandomized database-less profile below, so CI runs the same 1,500 every time: 29 s here on
+a shared 2-core machine).
 """
 
 import copy
@@ -103,7 +104,8 @@ def mutated_text(draw, bases):
         data = data[:draw(st.integers(0, len(data)))]
     elif cut == "byte":
         at = draw(st.integers(0, len(data)))
-        data = data[:at] + draw(st.sampled_from([b"\xff", b"\x00", b"&a ", b"*a", b"!!", b"[", b"{", b"\n- "])) + data[at:]
+        stray = draw(st.sampled_from([b"\xff", b"\x00", b"&a ", b"*a", b"!!", b"[", b"{", b"\n- "]))
+        data = data[:at] + stray + data[at:]
     return data
 
 
@@ -125,11 +127,13 @@ def request_bases(area: Path) -> list[dict]:
 
 
 def timed(function, *arguments):
-    started = time.perf_counter()
+    """`function(*arguments)`, asserting it used under PER_INPUT_S of this process's CPU time (CPU, not wall
+    time: the bound is on the work an input causes, not on what else the shared machine runs)."""
+    started = time.process_time()
     try:
         return function(*arguments)
     finally:
-        assert time.perf_counter() - started < PER_INPUT_S
+        assert time.process_time() - started < PER_INPUT_S
 
 
 def test_fuzzed_requests_are_admitted_or_refused_by_path(forge_home):

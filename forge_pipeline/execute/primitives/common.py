@@ -81,7 +81,8 @@ def pinned_file(value: Any, problems: Problems, path: str, suffix: str, optional
     """
     if problems.mapping(value, path, {"path"}, {"sha256"} | optional) is None:
         return None
-    name = problems.string(value.get("path"), join(path, "path"), max_length=MAX_PATH_CHARS) if "path" in value else None
+    name = problems.string(value.get("path"), join(path, "path"), max_length=MAX_PATH_CHARS) \
+        if "path" in value else None
     if name is None:
         return None
     if problems.input_area is None:
