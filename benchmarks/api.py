@@ -20,7 +20,6 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 
 from forge_pipeline.storage.database import drop_postgres_database
 

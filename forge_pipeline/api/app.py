@@ -18,16 +18,17 @@ import math
 import os
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import anyio
-from limits import parse as parse_rate_limit
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from limits import parse as parse_rate_limit
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -97,7 +98,7 @@ class BodyTooLarge(Exception):
 
 
 def problem_response(request_path: str, status: int, title: str, detail: str,
-                     problems: list[Problem] = (), headers: dict | None = None) -> JSONResponse:
+                     problems: Sequence[Problem] = (), headers: dict | None = None) -> JSONResponse:
     slug = title.lower().replace(" ", "-")
     body = ProblemDetail(type=f"urn:forge-pool:problem:{slug}", title=title, status=status, detail=detail,
                          instance=request_path, problems=[{"path": p.path, "message": p.message} for p in problems])
