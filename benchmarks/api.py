@@ -109,7 +109,8 @@ async def _load(port: int, key: str, requests: int, concurrency: int, submit: bo
                     head = (f"POST /v1/workloads HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n"
                             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
                 else:
-                    body, head = b"", f"GET /healthz HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n\r\n".encode()
+                    body = b""
+                    head = f"GET /healthz HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n\r\n".encode()
                 started = time.perf_counter()
                 writer.write(head + body)
                 status = await _read_response(reader)
