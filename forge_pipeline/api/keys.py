@@ -88,7 +88,7 @@ def create_key(engine: Engine, kind: Kind, owner: str, scopes: list[str] | None 
     problems = []
     if kind is Kind.OPERATOR:
         owner = ""
-    elif not IDENTIFIER.match(owner):
+    elif not IDENTIFIER.fullmatch(owner):  # fullmatch: "$" would let a final newline through
         flag = "--org" if kind is Kind.ORGANIZATION else "--provider"
         problems.append(Problem(flag, "must start with a letter or digit and use only letters, digits and _ . : -"))
     allowed = SCOPES_OF_KIND[kind]
