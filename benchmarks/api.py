@@ -20,7 +20,6 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 
 from forge_pipeline.storage.database import drop_postgres_database
 
@@ -110,7 +109,8 @@ async def _load(port: int, key: str, requests: int, concurrency: int, submit: bo
                     head = (f"POST /v1/workloads HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n"
                             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
                 else:
-                    body, head = b"", f"GET /healthz HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n\r\n".encode()
+                    body = b""
+                    head = f"GET /healthz HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {key}\r\n\r\n".encode()
                 started = time.perf_counter()
                 writer.write(head + body)
                 status = await _read_response(reader)

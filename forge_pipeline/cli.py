@@ -581,7 +581,8 @@ def parser() -> argparse.ArgumentParser:
     serve_parser.add_argument("--max-connections", type=int, default=1000,
                               help="concurrent connections before the server answers 503")
     serve_parser.set_defaults(handler=command_serve)
-    keys_parser = commands.add_parser("keys", help="API keys of the HTTP API").add_subparsers(dest="keys", required=True)
+    keys_parser = commands.add_parser("keys", help="API keys of the HTTP API") \
+        .add_subparsers(dest="keys", required=True)
     keys_create = keys_parser.add_parser("create", help="a new key, printed once on stdout")
     owner = keys_create.add_mutually_exclusive_group(required=True)
     owner.add_argument("--org", help="an organization's key (scopes submit, read, export, dispute)")

@@ -18,16 +18,17 @@ import math
 import os
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import anyio
-from limits import parse as parse_rate_limit
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from limits import parse as parse_rate_limit
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -94,11 +95,16 @@ class RateLimited(Exception):
 
 
 class BodyTooLarge(Exception):
-    pass
+    """A chunked body grew past the limit while it was read."""
+
+
+def too_large_detail(limit_bytes: int) -> str:
+    return f"the body is larger than {limit_bytes} bytes"
 
 
 def problem_response(request_path: str, status: int, title: str, detail: str,
-                     problems: list[Problem] = (), headers: dict | None = None) -> JSONResponse:
+                     problems: Sequence[Problem] = (), headers: dict | None = None) -> JSONResponse:
+    """An RFC 9457 problem document (application/problem+json) listing `problems` by field path."""
     slug = title.lower().replace(" ", "-")
     body = ProblemDetail(type=f"urn:forge-pool:problem:{slug}", title=title, status=status, detail=detail,
                          instance=request_path, problems=[{"path": p.path, "message": p.message} for p in problems])
@@ -115,6 +121,9 @@ PROBLEMS = {status: _problem_content(description) for status, description in (
     (404, "not found, or another organization's"), (413, "body over the size limit"),
     (422, "invalid input: every problem with its field path"), (429, "over the key's rate limit (Retry-After)"),
     (500, "an internal error (no details are disclosed)"), (503, "over the time limit"))}
+# The request document of a submission or an estimate, read by `parse_document` (JSON or YAML).
+REQUEST_BODY = {"requestBody": {"required": True, "content": {
+    media_type: {"schema": REQUEST_BODY_SCHEMA} for media_type in ("application/json", "application/yaml")}}}
 CONFLICT = {409: _problem_content("a request id reused for a different document, or a state that forbids it")}
 
 
@@ -153,7 +162,7 @@ class Limits:
                 await self._refuse(scope, receive, send, 503, "Timed out")
 
     async def _refuse(self, scope, receive, send, status: int, title: str):
-        detail = (f"the body is larger than {self.settings.body_limit_bytes} bytes" if status == 413 else
+        detail = (too_large_detail(self.settings.body_limit_bytes) if status == 413 else
                   f"the request took longer than {self.settings.timeout_s} s; a submission is stored whole or not "
                   "at all, so retrying it is safe")
         await problem_response(scope["path"], status, title, detail)(scope, receive, send)
@@ -233,8 +242,7 @@ def create_app(settings: ApiSettings | None = None, pool: Pool | None = None) ->
 
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, error: BodyTooLarge):
-        return problem_response(request.url.path, 413, "Body too large",
-                                f"the body is larger than {settings.body_limit_bytes} bytes")
+        return problem_response(request.url.path, 413, "Body too large", too_large_detail(settings.body_limit_bytes))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException):
@@ -251,8 +259,7 @@ def create_app(settings: ApiSettings | None = None, pool: Pool | None = None) ->
     app.add_middleware(Limits, settings=settings)
 
     @app.post("/v1/workloads", response_model=Submitted, status_code=201, responses={200: {"model": Submitted},
-              **CONFLICT}, openapi_extra={"requestBody": {"required": True, "content": {
-                  "application/json": {"schema": REQUEST_BODY_SCHEMA}, "application/yaml": {"schema": REQUEST_BODY_SCHEMA}}}})
+              **CONFLICT}, openapi_extra=REQUEST_BODY)
     async def submit_workload(request: Request, principal: Principal = Depends(authorized(Scope.SUBMIT))):
         """Store a workload request exactly as `forge-pool submit` does: 201 when new, 200 when the same
         document was already submitted under its request id, 409 when a different one was."""
@@ -263,8 +270,7 @@ def create_app(settings: ApiSettings | None = None, pool: Pool | None = None) ->
         return JSONResponse(body.model_dump(), status_code=201 if created else 200,
                             headers={"Location": f"/v1/workloads/{workload_id}"})
 
-    @app.post("/v1/estimates", response_model=Estimate, openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": REQUEST_BODY_SCHEMA}, "application/yaml": {"schema": REQUEST_BODY_SCHEMA}}}})
+    @app.post("/v1/estimates", response_model=Estimate, openapi_extra=REQUEST_BODY)
     async def estimate(request: Request, principal: Principal = Depends(authorized(Scope.SUBMIT))):
         """The planner's projected charge for a request; nothing is stored."""
         document = service.submission(await document_of(request), tenant(principal), None)

@@ -29,7 +29,7 @@ from forge_pipeline.intake.identifiers import IDENTIFIER_RULE, is_identifier
 from forge_pipeline.storage.database import api_keys, utc_now
 
 KEY_PREFIX = "fpk"
-KEY_PATTERN = re.compile(r"^fpk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
+KEY_PATTERN = re.compile(r"fpk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 SECRET_BYTES = 32
 SALT_BYTES = 16
 
@@ -130,7 +130,7 @@ def revoke_key(engine: Engine, key_id: str) -> bool:
 def authenticate(engine: Engine, presented: str) -> Principal:
     """The principal of a presented key; Unauthenticated for anything else (one message for every case,
     so a caller learns nothing about which keys exist)."""
-    match = KEY_PATTERN.match(presented)
+    match = KEY_PATTERN.fullmatch(presented)
     if match is None:
         raise Unauthenticated("missing or malformed API key")
     key_id, secret = match.groups()

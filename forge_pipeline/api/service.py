@@ -90,8 +90,10 @@ def admit(engine: Engine, pool: Pool, documents: list, organization: str | None)
     created) for each.
 
     The one seam to intake: when `forge_pipeline.intake.admission` lands, this body becomes
-    a call to it. RequestInvalid for a bad document, DifferentDocument for a request id
-    that already names another document (stored, or earlier in `documents`)."""
+    `admit_requests([("body", document) ...], pool, lambda: engine, organization)` with its
+    RequestIdConflict raised as DifferentDocument. RequestInvalid for a bad document,
+    DifferentDocument for a request id that already names another document (stored, or
+    earlier in `documents`)."""
     requests = [validated(pool, document, organization) for document in documents]
     try:
         return records.store_requests(engine, requests)

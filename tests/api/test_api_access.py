@@ -64,7 +64,7 @@ def test_a_key_without_the_scope_gets_403_on_every_endpoint_that_needs_it(world)
 
 def test_keys_commands_create_list_and_revoke(world, capsys):
     """`keys create` prints the key once on stdout, `keys list` never shows a secret, `keys revoke` ends it
-    (the next request is 401); a scope the kind cannot hold and an unknown key id exit 2."""
+    (the next request is 401); a scope the kind cannot hold, an unknown key id and a bad owner id exit 2."""
     assert main(["keys", "create", "--org", "initech", "--scope", "read", "--scope", "export"]) == 0
     key = capsys.readouterr().out.strip()
     assert world.client.get("/v1/workloads", headers=bearer(key)).json() == {"workloads": [], "next_page_token": None}
@@ -77,6 +77,8 @@ def test_keys_commands_create_list_and_revoke(world, capsys):
     assert [row["revoked_at"] is not None for row in list_keys(world.engine) if row["key_id"] == key_id] == [True]
     assert main(["keys", "create", "--provider", "northwind", "--scope", "submit"]) == 2
     assert main(["keys", "revoke", "0000000000000000"]) == 2
+    assert main(["keys", "create", "--org", "acme\n"]) == 2  # an owner id is a whole identifier
     errors = capsys.readouterr().err
     assert "--scope: 'submit' is not a scope of a provider key (allowed: payouts)" in errors
     assert "key_id: no API key '0000000000000000'" in errors and "Traceback" not in errors
+    assert "--org: must start with a letter or digit" in errors

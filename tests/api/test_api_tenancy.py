@@ -115,7 +115,8 @@ def test_a_customer_sees_only_its_own_lines_in_statements_and_exports(world):
     acme = world.tenants["acme"]
     statement = world.client.get(f"/v1/statements/{world.cycle}", headers=acme.headers).json()
     assert [line["organization"] for line in statement["lines"]] == ["acme"]
-    csv = pl.read_csv(io.BytesIO(world.client.get(f"/v1/exports/{world.cycle}?format=csv", headers=acme.headers).content))
+    csv = pl.read_csv(io.BytesIO(
+        world.client.get(f"/v1/exports/{world.cycle}?format=csv", headers=acme.headers).content))
     parquet = pl.read_parquet(io.BytesIO(
         world.client.get(f"/v1/exports/{world.cycle}?format=parquet", headers=acme.headers).content))
     assert csv["workload_id"].to_list() == parquet["workload_id"].to_list() == [acme.finalized]

@@ -51,7 +51,8 @@ def test_submission_is_idempotent_by_request_id_or_idempotency_key(world):
 def test_a_refused_request_lists_every_problem_with_the_clis_messages(world, tmp_path, capsys):
     """The same bad document through `forge-pool submit` and the API: the same field paths and messages,
     nothing stored, no stack trace."""
-    document = small_request("acme", "bad-1", arguments={"scenarios": -5, "bins": "six"}, policy={"sample_rate": 3}, tags={"t": 5})
+    document = small_request("acme", "bad-1", arguments={"scenarios": -5, "bins": "six"}, policy={"sample_rate": 3},
+                             tags={"t": 5})
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(document))
     before = workload_count(world.engine)
