@@ -339,21 +339,15 @@ def command_ledger_public_key(arguments) -> int:
 
 
 def command_export(arguments) -> int:
-    """Every line carries the checkpoint (canonical JSON) signed for this export: an auditor proves
-    any line's transaction against it (`ledger prove TRANSACTION --checkpoint FILE`)."""
+    """Every line carries the checkpoint signed for this export (settlement.export_lines)."""
     import polars as pl
 
-    from forge_pipeline.canonical import canonical_json
-    from forge_pipeline.ledger.integrity import checkpoint_ledger
-    from forge_pipeline.settle.settlement import cycle_entries, statement_lines
+    from forge_pipeline.settle.settlement import export_lines
 
     cycle_key = cycle_argument(arguments.cycle)
     if not arguments.output.isprintable() or arguments.output.startswith("~"):
         raise RequestInvalid([Problem("-o", "must be a file name without control characters or a leading ~")])
-    engine = existing_engine()
-    checkpoint = canonical_json(checkpoint_ledger(engine)).decode()  # refuses (exit 1) a ledger that does not verify
-    lines = (statement_lines(cycle_entries(engine, cycle_key, arguments.org))
-             .with_columns(pl.lit(checkpoint).alias("ledger_checkpoint")).collect())
+    lines = export_lines(existing_engine(), cycle_key, arguments.org)
     output = Path(arguments.output)
     temporary = output.with_name(f".{output.name}.tmp")
     try:

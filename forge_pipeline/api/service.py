@@ -21,16 +21,16 @@ import polars as pl
 from sqlalchemy import Engine, and_, or_, select
 
 from forge_pipeline.aggregate.evidence import evidence_directory
-from forge_pipeline.assign.assignment import require_capable_pool
 from forge_pipeline.assign.pool import Pool
 from forge_pipeline.assign.reliability import reliability_of
-from forge_pipeline.intake.problems import Problem, RequestInvalid
-from forge_pipeline.intake.request import WorkloadRequest, validate_request
+from forge_pipeline.intake.problems import Problem, RequestIdConflict, RequestInvalid
+from forge_pipeline.intake.admission import read_request
+from forge_pipeline.intake.quota import work_unit_quota
 from forge_pipeline.plan.planning import build_plan
 from forge_pipeline.settle import tables
 from forge_pipeline.settle.pricing import BudgetExceeded, apply_budget_cap
-from forge_pipeline.settle.settlement import (cycle_entries, cycle_of, dispute, parse_cycle, planned_estimate,
-                                              statement_lines)
+from forge_pipeline.settle.settlement import (cycle_entries, cycle_of, dispute, export_lines, parse_cycle,
+                                              planned_estimate)
 from forge_pipeline.states import State
 from forge_pipeline.status import workload_status
 from forge_pipeline.storage import records
@@ -69,36 +69,16 @@ def submission(document: Any, organization: str | None, idempotency_key: str | N
     return document
 
 
-def validated(pool: Pool, document: Any, organization: str | None) -> WorkloadRequest:
-    """Validate by field path (the CLI's messages), check that the key's organization is the body's,
-    and that the pool can run it. Every problem at once; RequestInvalid."""
-    problems = []
-    if organization is not None and isinstance(document, dict) and document.get("organization") != organization:
-        problems.append(Problem("organization", f"must be {organization!r}, the organization of this API key"))
-    try:
-        request = validate_request(document)
-    except RequestInvalid as error:
-        raise RequestInvalid(problems + error.problems) from None
-    if problems:
-        raise RequestInvalid(problems)
-    require_capable_pool(pool, request.document)
-    return request
-
-
 def admit(engine: Engine, pool: Pool, documents: list, organization: str | None) -> list[tuple[str, bool]]:
-    """Store request documents as `forge-pool submit` does, all or none; returns (workload_id, newly
-    created) for each.
-
-    The one seam to intake: when `forge_pipeline.intake.admission` lands, this body becomes
-    `admit_requests([("body", document) ...], pool, lambda: engine, organization)` with its
-    RequestIdConflict raised as DifferentDocument. RequestInvalid for a bad document,
-    DifferentDocument for a request id that already names another document (stored, or
-    earlier in `documents`)."""
-    requests = [validated(pool, document, organization) for document in documents]
+    """Store request documents as `forge-pool submit` does (the intake's `read_request` for each, then
+    `records.store_requests` within the organization's quota), all or none; returns (workload_id, newly
+    created) for each. RequestInvalid for a bad document, DifferentDocument for a request id that
+    already names another document (stored, or earlier in `documents`)."""
+    requests = [read_request(document, pool, organization) for document in documents]
     try:
-        return records.store_requests(engine, requests)
-    except RequestInvalid as error:  # store_requests refuses only a reused request id
-        raise DifferentDocument(error.problems) from None
+        return records.store_requests(engine, requests, work_unit_quota())
+    except RequestIdConflict as conflict:
+        raise DifferentDocument(conflict.problems) from None
 
 
 class GroupAdmission:
@@ -176,7 +156,7 @@ class GroupAdmission:
 def estimate(pool: Pool, document: Any, organization: str | None) -> dict:
     """The planner's projected charge for a request, stored nowhere (seed §3.2). Artifact and
     retention prices depend on the output, so they are not in it (0 µcr)."""
-    request = validated(pool, document, organization)
+    request = read_request(document, pool, organization)
     plan = build_plan(request.document, request.document["replay"].get("seed", 0))
     charge = planned_estimate(request.document, plan)
     cap = request.document["policy"]["max_credits_ucr"]
@@ -307,7 +287,7 @@ def export_chunks(engine: Engine, cycle: str, organization: str | None, file_for
     in chunks of at most EXPORT_CHUNK_BYTES. RequestInvalid for a bad cycle or format."""
     if file_format not in ("csv", "parquet"):
         raise RequestInvalid([Problem("format", f"must be one of csv, parquet, got {file_format!r}")])
-    lines = statement_lines(cycle_entries(engine, parse_cycle(cycle), organization)).collect()
+    lines = export_lines(engine, parse_cycle(cycle), organization)
     buffer = io.BytesIO()
     (lines.write_csv if file_format == "csv" else lines.write_parquet)(buffer)
     data = buffer.getvalue()

@@ -223,3 +223,15 @@ def statement_lines(entries_frame: pl.LazyFrame) -> pl.LazyFrame:
             .select("cycle", "organization", "project", "workspace", "workload_id", "kind", "transaction_id", "sequence",
                     (-pl.col("amount_ucr")).alias("charge_ucr"))
             .sort("sequence"))
+
+
+def export_lines(engine: Engine, cycle_key: str, organization: str | None) -> pl.DataFrame:
+    """The statement lines of `organization` (None: every one) in the cycle, each carrying the ledger
+    checkpoint (canonical JSON) signed for this export, so an auditor proves any line's transaction
+    against it (`forge-pool ledger prove TRANSACTION --checkpoint FILE`). What `forge-pool export` and
+    the API's export write. Raises LedgerCorrupt when the ledger does not verify (nothing is exported)."""
+    from forge_pipeline.ledger.integrity import checkpoint_ledger
+
+    checkpoint = canonical_json(checkpoint_ledger(engine)).decode()
+    return (statement_lines(cycle_entries(engine, cycle_key, organization))
+            .with_columns(pl.lit(checkpoint).alias("ledger_checkpoint")).collect())
