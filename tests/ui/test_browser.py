@@ -25,7 +25,7 @@ from forge_pipeline.cli import main
 from forge_pipeline.storage.database import open_engine
 from forge_pipeline.storage.records import list_workload_ids, load_workload, usage_record_of
 from tests.lifecycle.requests import request
-from tests.ui.conftest import SCREENSHOTS, WRITTEN
+from tests.ui.conftest import SCREENSHOTS
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -66,8 +66,10 @@ def ui_home(forge_home, tmp_path, monkeypatch):
     assert main(["submit", str(path)]) == 0 and main(["run"]) == 0 and main(["settle", today]) == 0
     port = free_port()
     log = (tmp_path / "ui.log").open("w")
+    # PATH without the environment's bin: `forge-pool ui` must find its own `dagster` (a fresh shell, `make ui`)
     process = subprocess.Popen([str(Path(sys.executable).parent / "forge-pool"), "ui", "--port", str(port)],
-                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, start_new_session=True)
+                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PATH": "/usr/bin:/bin"},
+                               start_new_session=True)
     try:
         wait_for(lambda: graphql_answers(port) or process.poll() is not None, "the UI to answer")
         assert process.poll() is None, (tmp_path / "ui.log").read_text()[-3000:]
@@ -109,7 +111,6 @@ class Page:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
         assert self.driver.save_screenshot(str(path)), path
-        WRITTEN.append(path)
 
 
 @pytest.fixture
