@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmarks.ui_startup import free_port, graphql_answers
+from benchmarks.ui_startup import free_port
 from forge_pipeline.cli import main
+from forge_pipeline.orchestration.ui import graphql_answers
 from forge_pipeline.storage.database import open_engine
 from forge_pipeline.storage.records import list_workload_ids, load_workload, usage_record_of
 from tests.lifecycle.requests import request
@@ -71,7 +72,7 @@ def ui_home(forge_home, tmp_path, monkeypatch):
                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PATH": "/usr/bin:/bin"},
                                start_new_session=True)
     try:
-        wait_for(lambda: graphql_answers(port) or process.poll() is not None, "the UI to answer")
+        wait_for(lambda: graphql_answers("127.0.0.1", port) or process.poll() is not None, "the UI to answer")
         assert process.poll() is None, (tmp_path / "ui.log").read_text()[-3000:]
         yield f"http://127.0.0.1:{port}", today
     finally:
