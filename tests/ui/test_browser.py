@@ -57,9 +57,18 @@ def wait_for(condition, what: str, timeout_s: float = WAIT_S):
     raise AssertionError(f"gave up after {timeout_s} s waiting for {what}")
 
 
+def process_group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
 @pytest.fixture
 def ui_home(forge_home, tmp_path, monkeypatch):
-    """A home with one finalized workload and today's cycle settled, served by `forge-pool ui`."""
+    """A home with one finalized workload and today's cycle settled, served by `forge-pool ui`; afterwards
+    SIGTERM to forge-pool alone must stop every process it started."""
     monkeypatch.setenv("FORGE_EXECUTOR", "in_process")  # launched runs: one process, no per-step start cost
     path = tmp_path / "request.yaml"
     path.write_text(yaml.safe_dump(request(request_id="ui-demo")))
@@ -76,9 +85,14 @@ def ui_home(forge_home, tmp_path, monkeypatch):
         assert process.poll() is None, (tmp_path / "ui.log").read_text()[-3000:]
         yield f"http://127.0.0.1:{port}", today
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)  # forge-pool alone: it stops the webserver and daemon it started
         process.wait(timeout=60)
         log.close()
+        try:
+            wait_for(lambda: not process_group_alive(process.pid), "the webserver and the daemon to stop", 60)
+        finally:
+            if process_group_alive(process.pid):
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 class Page:
