@@ -1,15 +1,13 @@
-"""Benchmark (not a test): seconds from `forge-pool ui` to a UI that answers, beside Dagster's own floor.
+"""Benchmark (not a test): seconds from `forge-pool ui` to a UI that answers, beside `dagster dev`.
 
 `bench_ui_startup(repeats)` starts, on a fresh temporary home each time, `forge-pool ui`
-and then `dagster dev -m forge_pipeline.definitions` (the same webserver, daemon and code
-server without our command in front), alternately, and times each until the webserver's
-GraphQL API lists the lifecycle assets. The ratio is what `forge-pool ui` adds. Run it with
-`python -m benchmarks.ui_startup [REPEATS]`.
+(webserver first, daemon once it answers) and then `dagster dev -m forge_pipeline.definitions`
+(code server, then webserver and daemon), alternately, and times each until the webserver's
+GraphQL API lists the lifecycle assets. Run it with `python -m benchmarks.ui_startup [REPEATS]`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -18,8 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
+
+from forge_pipeline.orchestration.ui import graphql_answers
 
 BIN = Path(sys.executable).parent
 TIMEOUT_S = 300
@@ -29,17 +28,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def graphql_answers(port: int) -> bool:
-    """The webserver on `port` answers GraphQL with the code location's asset nodes."""
-    query = json.dumps({"query": "{ assetNodes { assetKey { path } } }"}).encode()
-    try:
-        reply = urllib.request.urlopen(urllib.request.Request(
-            f"http://127.0.0.1:{port}/graphql", data=query, headers={"Content-Type": "application/json"}), timeout=10)
-        return bool(json.load(reply)["data"]["assetNodes"])
-    except (OSError, KeyError, TypeError, ValueError):
-        return False
 
 
 def seconds_to_answer(command: list[str]) -> float:
@@ -53,7 +41,7 @@ def seconds_to_answer(command: list[str]) -> float:
         process = subprocess.Popen([part.replace("PORT", str(port)) for part in command], env=environment,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         try:
-            while not graphql_answers(port):
+            while not graphql_answers("127.0.0.1", port):
                 if process.poll() is not None or time.monotonic() - started > TIMEOUT_S:
                     raise RuntimeError(f"{' '.join(command)} exited or did not answer within {TIMEOUT_S} s")
                 time.sleep(0.2)

@@ -443,17 +443,14 @@ def command_db_upgrade(arguments) -> int:
 
 
 def command_ui(arguments) -> int:
-    """`dagster dev` of this environment (not whatever `dagster` PATH finds): the webserver, and the
-    daemon that the intake sensor and the billing-cycle schedule need, on the instance under FORGE_HOME.
-    Nothing of Dagster is imported here: `dagster dev` imports it again anyway (seconds on a busy machine)."""
+    """The Dagster UI and its daemon on the instance under FORGE_HOME (orchestration.ui.serve_ui)."""
+    from forge_pipeline.orchestration.ui import serve_ui
     from forge_pipeline.home import dagster_home
 
     home = dagster_home()
-    dagster = Path(sys.executable).parent / "dagster"
-    command = [str(dagster), "dev", "-m", "forge_pipeline.definitions", "-h", arguments.host, "-p", str(arguments.port)]
-    say(f"starting the Dagster UI on http://{arguments.host}:{arguments.port} with its daemon "
-        f"(DAGSTER_HOME={home})")
-    os.execv(command[0], command)
+    say(f"starting the Dagster UI on http://{arguments.host}:{arguments.port}, then its daemon "
+        f"(DAGSTER_HOME={home}); Ctrl-C stops both")
+    return serve_ui(arguments.host, arguments.port)
 
 
 def command_serve(arguments) -> int:

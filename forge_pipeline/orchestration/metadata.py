@@ -16,7 +16,7 @@ import polars as pl
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 
 from forge_pipeline.execute.primitives import get_primitive
-from forge_pipeline.report.money import credits_text, usage_money, with_total
+from forge_pipeline.report.money import components_table, credits_text, split_table, usage_money, with_total
 
 RUN_TAG_PREFIX = "forge/"
 
@@ -63,19 +63,13 @@ def usage_metadata(record: dict, report: dict) -> dict:
     """Work units, money (charge, components, rate card, payout split) and attribution of a usage record;
     the integers are the Plots tab's comparable series."""
     money = usage_money(record)
-    components = pl.DataFrame({"component": list(money["components_ucr"]),
-                               "amount_ucr": list(money["components_ucr"].values())}, schema_overrides={
-        "amount_ucr": pl.Int64})
-    split = pl.DataFrame({"party": [f"provider:{provider}" for provider in money["payouts_ucr"]] + ["platform:fee"],
-                          "amount_ucr": [*money["payouts_ucr"].values(), money["platform_fee_ucr"]]},
-                         schema_overrides={"amount_ucr": pl.Int64})
     return {
         "charge_ucr": money["charge_ucr"], "charge_credits": credits_text(money["charge_ucr"]),
         "rate_card_version": money["rate_card_version"], "work_units": record["work_units"],
         "wall_ms_total": sum(attempt["wall_ms"] for attempt in report["attempts"]),
         "rejected_shards": len(report["rejected_shards"]), "nonbillable_ucr": money["nonbillable_ucr"],
-        "charge_components": table_metadata(with_total(components.lazy(), "component").collect()),
-        "payout_split": table_metadata(with_total(split.lazy(), "party").collect()),
+        "charge_components": table_metadata(components_table(money).collect()),
+        "payout_split": table_metadata(split_table(money).collect()),
         "organization": record["organization"], "project": record["project"], "primitive": record["primitive"],
         "output_digest": record["output_digest"], "evidence_digest": record["evidence_digest"],
         "finalized_at": record["finalized_at"],

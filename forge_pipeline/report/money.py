@@ -55,3 +55,20 @@ def usage_money(record: dict) -> dict:
             "components_ucr": components, "payouts_ucr": split["payouts_ucr"],
             "payout_pool_ucr": split["payout_pool_ucr"], "platform_fee_ucr": split["platform_fee_ucr"],
             "nonbillable_ucr": record["charge"]["nonbillable_ucr"]}
+
+
+def components_table(money: dict) -> pl.LazyFrame:
+    """`usage_money`'s charge components as rows (component, amount_ucr, amount_credits) with a TOTAL row."""
+    components = pl.LazyFrame({"component": list(money["components_ucr"]),
+                               "amount_ucr": list(money["components_ucr"].values())},
+                              schema={"component": pl.String, "amount_ucr": pl.Int64})
+    return with_total(components, "component")
+
+
+def split_table(money: dict) -> pl.LazyFrame:
+    """`usage_money`'s split as rows (party, amount_ucr, amount_credits): each provider, the platform fee,
+    and a TOTAL row equal to the charge."""
+    parties = [f"provider:{provider}" for provider in money["payouts_ucr"]] + ["platform:fee"]
+    split = pl.LazyFrame({"party": parties, "amount_ucr": [*money["payouts_ucr"].values(), money["platform_fee_ucr"]]},
+                         schema={"party": pl.String, "amount_ucr": pl.Int64})
+    return with_total(split, "party")

@@ -20,12 +20,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmarks.ui_startup import free_port, graphql_answers
+from benchmarks.ui_startup import free_port
 from forge_pipeline.cli import main
+from forge_pipeline.orchestration.ui import graphql_answers
 from forge_pipeline.storage.database import open_engine
 from forge_pipeline.storage.records import list_workload_ids, load_workload, usage_record_of
 from tests.lifecycle.requests import request
-from tests.ui.conftest import SCREENSHOTS, WRITTEN
+from tests.ui.conftest import SCREENSHOTS
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -56,9 +57,18 @@ def wait_for(condition, what: str, timeout_s: float = WAIT_S):
     raise AssertionError(f"gave up after {timeout_s} s waiting for {what}")
 
 
+def process_group_alive(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
 @pytest.fixture
 def ui_home(forge_home, tmp_path, monkeypatch):
-    """A home with one finalized workload and today's cycle settled, served by `forge-pool ui`."""
+    """A home with one finalized workload and today's cycle settled, served by `forge-pool ui`; afterwards
+    SIGTERM to forge-pool alone must stop every process it started."""
     monkeypatch.setenv("FORGE_EXECUTOR", "in_process")  # launched runs: one process, no per-step start cost
     path = tmp_path / "request.yaml"
     path.write_text(yaml.safe_dump(request(request_id="ui-demo")))
@@ -66,16 +76,23 @@ def ui_home(forge_home, tmp_path, monkeypatch):
     assert main(["submit", str(path)]) == 0 and main(["run"]) == 0 and main(["settle", today]) == 0
     port = free_port()
     log = (tmp_path / "ui.log").open("w")
+    # PATH without the environment's bin: `forge-pool ui` must find its own `dagster` (a fresh shell, `make ui`)
     process = subprocess.Popen([str(Path(sys.executable).parent / "forge-pool"), "ui", "--port", str(port)],
-                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ}, start_new_session=True)
+                               stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PATH": "/usr/bin:/bin"},
+                               start_new_session=True)
     try:
-        wait_for(lambda: graphql_answers(port) or process.poll() is not None, "the UI to answer")
+        wait_for(lambda: graphql_answers("127.0.0.1", port) or process.poll() is not None, "the UI to answer")
         assert process.poll() is None, (tmp_path / "ui.log").read_text()[-3000:]
         yield f"http://127.0.0.1:{port}", today
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)  # forge-pool alone: it stops the webserver and daemon it started
         process.wait(timeout=60)
         log.close()
+        try:
+            wait_for(lambda: not process_group_alive(process.pid), "the webserver and the daemon to stop", 60)
+        finally:
+            if process_group_alive(process.pid):
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 class Page:
@@ -109,7 +126,6 @@ class Page:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
         assert self.driver.save_screenshot(str(path)), path
-        WRITTEN.append(path)
 
 
 @pytest.fixture

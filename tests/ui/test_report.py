@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from forge_pipeline.report.money import credits_text, usage_money, with_total
+from forge_pipeline.report.money import components_table, credits_text, split_table, usage_money, with_total
 from forge_pipeline.report.pictures import amounts_by, workload_picture
 from forge_pipeline.storage.database import open_engine
 from tests.money.workloads import corrupt_pool, finalize
@@ -41,7 +41,8 @@ def test_a_total_row_sums_every_integer_column_and_credits_sit_beside_micro_cred
 
 def test_a_usage_records_money_splits_exactly_into_payouts_and_fee(forge_home):
     """usage_money on a real finalized workload with a rejected provider: components sum to the charge,
-    payouts + fee equal the charge, the rejected provider is paid nothing, and rejected work is nonbillable."""
+    payouts + fee equal the charge, the rejected provider is paid nothing, rejected work is nonbillable,
+    and the split and components tables end in a TOTAL row equal to the charge."""
     record = finalize(open_engine(), corrupt_pool(),
                       policy={"verification": "replay_sample", "sample_rate": "1"})
     money = usage_money(record)
@@ -49,6 +50,9 @@ def test_a_usage_records_money_splits_exactly_into_payouts_and_fee(forge_home):
     assert sum(money["payouts_ucr"].values()) + money["platform_fee_ucr"] == money["charge_ucr"]
     assert "liar" not in money["payouts_ucr"] and money["payouts_ucr"]["honest"] > 0
     assert money["nonbillable_ucr"] > 0 and money["rate_card_version"] == record["rate_card_version"]
+    split = split_table(money).collect()
+    assert split["party"].to_list() == ["provider:honest", "platform:fee", "TOTAL"]
+    assert split["amount_ucr"][-1] == record["charge_ucr"] == components_table(money).collect()["amount_ucr"][-1]
 
 
 def test_loss_distribution_picture_is_a_png_of_the_histogram():

@@ -142,3 +142,25 @@ def test_a_refused_launchpad_request_fails_with_its_problems_as_a_table(forge_ho
     assert {row["field"] for row in rows} == {"arguments.bins", "arguments.scenarios"}
     assert all(row["problem"].startswith("must be >= 1") for row in rows)
     assert list_workload_ids(open_engine()) == []
+
+
+def test_runs_name_the_organization_and_primitive_beside_the_workload_hash(forge_home, tmp_path):
+    """The intake sensor's run requests and `forge-pool run`'s runs carry forge/organization, forge/project
+    and forge/primitive tags, so a wl_ partition's runs say whose work they are."""
+    from dagster import build_sensor_context
+
+    from forge_pipeline.cli import main
+    from forge_pipeline.orchestration.intake import workload_intake_sensor
+    from forge_pipeline.orchestration.resources import ForgeDatabaseResource
+    from forge_pipeline.orchestration.runs import forge_instance
+
+    expected = {"forge/organization": "globex", "forge/project": "risk",
+                "forge/primitive": "probabilistic_simulation/portfolio_loss@1"}
+    workload_id, _ = store_request(open_engine(), validate_request(request(organization="globex")))
+    context = build_sensor_context(instance=DagsterInstance.ephemeral(),
+                                   resources={"database": ForgeDatabaseResource()})
+    [run_request] = workload_intake_sensor(context).run_requests
+    assert run_request.tags.items() >= {**expected, "forge/workload": workload_id}.items()
+    assert main(["run", workload_id]) == 0
+    [run] = forge_instance().get_runs()
+    assert run.tags.items() >= {**expected, "forge/workload": workload_id}.items()
