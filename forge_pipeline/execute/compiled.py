@@ -22,7 +22,8 @@ WEYL_1 = np.uint64(0xBB67AE85)
 ZERO = np.uint64(0)
 # Philox blocks per piece of philox_fill: 256 KiB of output, large enough to amortize a thread's start.
 FILL_BLOCKS = 1 << 14
-# Blocks generated at once inside a fused loop: 16 KiB of words, kept in L1 and consumed there.
+# Blocks generated at once inside a fused loop: 16 KiB of words, kept in L1 and consumed there (the portfolio
+# loop fills it with whole scenarios: one scenario's words when they need more).
 BUFFER_BLOCKS = 1 << 10
 PIECE_WORDS = 1 << 18  # words (draws) per piece of the portfolio loop
 
@@ -90,37 +91,30 @@ def philox_words(seed: int, stream: int, first_word: int, count: int) -> np.ndar
 def _portfolio_losses(k0, k1, thresholds, exposures, start, stop, losses):
     obligors = thresholds.shape[0]
     per_piece = max(1, PIECE_WORDS // obligors)
+    rows = max(1, 4 * BUFFER_BLOCKS // obligors)  # scenarios whose words one buffer holds (at least one)
     pieces = (stop - start + per_piece - 1) // per_piece
     for piece in prange(pieces):
+        buffer = np.empty(rows * obligors + 8, dtype=np.uint32)
         first = start + piece * per_piece
         last = min(stop, first + per_piece)
-        buffer = np.empty(4 * BUFFER_BLOCKS, dtype=np.uint32)
-        word = np.uint64(first) * np.uint64(obligors)
-        end = np.uint64(last) * np.uint64(obligors)
-        block = word >> np.uint64(2)
-        position = np.int64(word & np.uint64(3))  # the first word's place in the first buffer
-        scenario, k, loss = first - start, 0, np.int64(0)
-        while word < end:
-            _fill_words(block, BUFFER_BLOCKS, ZERO, k0, k1, buffer)
-            usable = min(np.int64(4 * BUFFER_BLOCKS) - position, np.int64(end - word))
-            for i in range(position, position + usable):
-                if np.uint64(buffer[i]) < thresholds[k]:
-                    loss += exposures[k]
-                k += 1
-                if k == obligors:
-                    losses[scenario] = loss
-                    scenario += 1
-                    k = 0
-                    loss = 0
-            word += np.uint64(usable)
-            block += np.uint64(BUFFER_BLOCKS)
-            position = 0
+        for row in range(first, last, rows):
+            count = min(rows, last - row)
+            word = np.uint64(row) * np.uint64(obligors)
+            block = word >> np.uint64(2)
+            offset = np.int64(word & np.uint64(3))
+            _fill_words(block, (offset + count * obligors + 3) // 4, ZERO, k0, k1, buffer)
+            for scenario in range(count):
+                base = offset + scenario * obligors
+                loss = np.int64(0)
+                for k in range(obligors):
+                    loss += exposures[k] if np.uint64(buffer[base + k]) < thresholds[k] else 0
+                losses[row - start + scenario] = loss
 
 
 def portfolio_losses(seed: int, thresholds: np.ndarray, exposures: np.ndarray, start: int, stop: int) -> np.ndarray:
     """Loss of scenarios [start, stop) (int64[stop - start]): the sum of exposures[k] (int64[K]) over obligors whose
-    word j*K + k of stream 0 is below thresholds[k] (uint64[K], at most 2^32). Draws are generated and compared
-    in L1-sized buffers, never stored."""
+    word j*K + k of stream 0 is below thresholds[k] (uint64[K], at most 2^32). Draws are generated a few whole
+    scenarios at a time into an L1-sized buffer and compared there, never stored."""
     losses = np.empty(stop - start, dtype=np.int64)
     _portfolio_losses(np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32), thresholds.astype(np.uint64),
                       exposures.astype(np.int64), start, stop, losses)
