@@ -202,3 +202,39 @@ def pagerank_ranks(sources, iterations, numerator, denominator, divisor, in_offs
                 rank[v] = pulled
                 total += pulled
             rank[source] += one - total
+
+
+GROUP_PIECES = 16  # fixed row ranges of a grouped_sum shard, each with its own partial sums, added in order
+
+
+@njit(cache=True, parallel=True)
+def _grouped_generated(k0, k1, groups, value_range, start, stop, sums, counts):
+    rows = stop - start
+    for piece in prange(GROUP_PIECES):
+        first = start + rows * piece // GROUP_PIECES
+        last = start + rows * (piece + 1) // GROUP_PIECES
+        key_words = np.empty(4 * BUFFER_BLOCKS + 8, dtype=np.uint32)
+        value_words = np.empty(4 * BUFFER_BLOCKS + 8, dtype=np.uint32)
+        for row in range(first, last, 4 * BUFFER_BLOCKS):
+            count = min(4 * BUFFER_BLOCKS, last - row)
+            offset = row & 3
+            block = np.uint64(row) >> np.uint64(2)
+            _fill_words(block, (offset + count + 3) // 4, ZERO, k0, k1, key_words)
+            _fill_words(block, (offset + count + 3) // 4, np.uint64(1), k0, k1, value_words)
+            for i in range(offset, offset + count):
+                key = np.int64((np.uint64(key_words[i]) * groups) >> SHIFT_32)
+                sums[piece, key] += np.int64((np.uint64(value_words[i]) * value_range) >> SHIFT_32)
+                counts[piece, key] += 1
+
+
+def grouped_generated(seed: int, groups: int, value_max: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """grouped_sum@1's generated rows [start, stop) accumulated without storing them: (sums, counts), int64[groups].
+
+    Row r's key is (word r of stream 0 · groups) >> 32, its value (word r of stream 1 · (value_max + 1)) >> 32,
+    as in the NumPy path; each of GROUP_PIECES fixed row ranges sums into its own row, and the rows are added
+    in order (integers, so exactly)."""
+    sums = np.zeros((GROUP_PIECES, groups), dtype=np.int64)
+    counts = np.zeros((GROUP_PIECES, groups), dtype=np.int64)
+    _grouped_generated(np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32), np.uint64(groups),
+                       np.uint64(value_max + 1), start, stop, sums, counts)
+    return sums.sum(axis=0), counts.sum(axis=0)
