@@ -21,12 +21,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 from numba import njit, prange  # noqa: E402
 
-MASK_32 = np.uint64(0xFFFFFFFF)
+from forge_pipeline.execute import philox  # noqa: E402
+
+# The Philox constants as uint64 scalars: numba then keeps every operation in unsigned 64-bit integers.
+MASK_32 = np.uint64(philox.MASK_32)
 SHIFT_32 = np.uint64(32)
-MULTIPLIER_0 = np.uint64(0xD2511F53)
-MULTIPLIER_1 = np.uint64(0xCD9E8D57)
-WEYL_0 = np.uint64(0x9E3779B9)
-WEYL_1 = np.uint64(0xBB67AE85)
+MULTIPLIER_0 = np.uint64(philox.MULTIPLIER_0)
+MULTIPLIER_1 = np.uint64(philox.MULTIPLIER_1)
+WEYL_0 = np.uint64(philox.WEYL_0)
+WEYL_1 = np.uint64(philox.WEYL_1)
 ZERO = np.uint64(0)
 # Philox blocks per piece of philox_fill: 256 KiB of output, large enough to amortize a thread's start.
 FILL_BLOCKS = 1 << 14
@@ -43,7 +46,7 @@ def _philox_block(block, stream, k0, k1):
     c1 = block >> SHIFT_32
     c2 = stream
     c3 = ZERO
-    for _ in range(10):
+    for _ in range(philox.ROUNDS):
         product_0 = c0 * MULTIPLIER_0
         product_1 = c2 * MULTIPLIER_1
         c0 = (product_1 >> SHIFT_32) ^ c1 ^ k0
@@ -80,12 +83,7 @@ def philox_words(seed: int, stream: int, first_word: int, count: int) -> np.ndar
 
     Same contract and same bits as forge_pipeline.execute.philox.philox_words (the NumPy reference).
     """
-    if count < 0 or first_word < 0:
-        raise ValueError("word range must be non-negative")
-    if not 0 <= stream <= 0xFFFFFFFF:
-        raise ValueError(f"stream must be a uint32, got {stream}")
-    if not 0 <= seed < 1 << 64:
-        raise ValueError(f"seed must be a uint64, got {seed}")
+    philox.check_word_range(seed, stream, first_word, count)
     first_block = first_word // 4
     blocks = (first_word + count + 3) // 4 - first_block
     out = np.empty(4 * blocks, dtype=np.uint32)
