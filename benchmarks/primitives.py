@@ -313,8 +313,35 @@ def bench_compiled_primitive(qualified_name: str, quick: bool = False, repeats: 
     for _ in range(repeats):
         numba_s = min(numba_s, timed(lambda: shipped(NUMBA_BACKEND)))
         numpy_s = min(numpy_s, timed(lambda: shipped(NUMPY_BACKEND)))
-    return {"primitive": qualified_name, "work_unit": primitive.work_unit, "units": units,
-            "numba_per_s": units / numba_s, "numpy_per_s": units / numpy_s, "ratio": numpy_s / numba_s}
+    measured = {"primitive": qualified_name, "work_unit": primitive.work_unit, "units": units,
+                "numba_per_s": units / numba_s, "numpy_per_s": units / numpy_s, "ratio": numpy_s / numba_s}
+    if cuda_device_visible():
+        backend = select_backend("gpu")
+        if shipped(backend) != shipped(NUMBA_BACKEND):  # also compiles the kernels
+            raise AssertionError(f"{qualified_name}: the CuPy path disagrees with the numba path")
+        measured["gpu_over_numba"] = numba_s / min(timed(lambda: shipped(backend)) for _ in range(repeats))
+    return measured
+
+
+def bench_device_philox(words: int, repeats: int = 3) -> dict:
+    """CuPy Philox bytes/s over the device's own copy bandwidth (a device-to-device copy of the same bytes)."""
+    from forge_pipeline.execute.primitives.common import philox_words_on
+
+    backend = select_backend("gpu")
+    xp = backend.xp
+    source = xp.zeros(words, dtype=xp.uint32)
+    target = xp.empty_like(source)
+
+    def synchronized(function: Callable[[], object]) -> Callable[[], None]:
+        return lambda: (function(), xp.cuda.Device().synchronize())
+
+    generate = synchronized(lambda: philox_words_on(backend, 12345, 0, 0, words))
+    copy = synchronized(lambda: xp.copyto(target, source))
+    generate(), copy()  # compile and warm up
+    philox_s = min(timed(generate) for _ in range(repeats))
+    copy_s = min(timed(copy) for _ in range(repeats))
+    # Both write 4 bytes per word to device memory (the copy also reads them): the ratio is of bytes per second.
+    return {"words": words, "philox_words_per_s": words / philox_s, "ratio": copy_s / philox_s}
 
 
 COMPILED_TITLE = ("== compiled CPU backend (numba, every core) vs the NumPy path, same shard, interleaved; targets: "
@@ -329,11 +356,16 @@ def compiled_lines(quick: bool) -> list[str]:
              f"{philox['threads']} threads {rates['all'] / 1e6:.1f} Mwords/s; numpy.random.Philox.random_raw "
              f"{rates['numpy'] / 1e6:.1f} Mwords/s; ratios {philox['one_ratio']:.2f} (target >= 1.5) and "
              f"{philox['all_ratio']:.2f} (target >= 2.5 on 2 cores)"]
+    if cuda_device_visible():
+        device = bench_device_philox(1 << (20 if quick else 28))
+        lines.append(f"CuPy Philox {device['philox_words_per_s'] / 1e9:.1f} Gwords/s, over a device copy of the same "
+                     f"bytes {device['ratio']:.2f} (target >= 0.5)")
     for name in PRIMITIVES:
         measured = bench_compiled_primitive(name, quick)
         unit = measured["work_unit"]
+        gpu = f"; CuPy / numba {measured['gpu_over_numba']:.1f}x (target >= 20)" if "gpu_over_numba" in measured else ""
         lines.append(f"{name}: {measured['units']:,} {unit}s; numba {measured['numba_per_s'] / 1e6:.1f} M{unit}/s, "
-                     f"numpy {measured['numpy_per_s'] / 1e6:.1f} M{unit}/s, ratio {measured['ratio']:.2f}")
+                     f"numpy {measured['numpy_per_s'] / 1e6:.1f} M{unit}/s, ratio {measured['ratio']:.2f}{gpu}")
     return lines
 
 
