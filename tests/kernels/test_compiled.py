@@ -15,6 +15,7 @@ import pytest
 
 numba = pytest.importorskip("numba")
 
+from forge_pipeline.canonical import digest  # noqa: E402
 from forge_pipeline.execute import compiled  # noqa: E402
 from forge_pipeline.execute.backend import NUMBA_BACKEND, NUMPY_BACKEND, cpu_backend, select_backend  # noqa: E402
 from forge_pipeline.execute.philox import philox_words  # noqa: E402
@@ -76,6 +77,32 @@ def test_portfolio_loss_compiled_spans_many_pieces_and_buffers(threads):
                                          {"exposure": 3, "pd": "0.001"}]})
     assert primitive.execute_shard(arguments, 3, 1, 200_001, NUMBA_BACKEND) == \
         primitive.execute_shard(arguments, 3, 1, 200_001, NUMPY_BACKEND)
+
+
+# Output digests of every @1 primitive (benchmark_arguments(200_000), three shards, seed 12345) computed by the
+# NumPy path at commit e5f400c, before the @2 versions and the compiled backend existed: a version never changes.
+V1_OUTPUT_DIGESTS = {
+    "aggregation/grouped_sum@1": "e266abd59d18e225d61531b8be484701ee2d560166bdf29d2f042aadeda691dc",
+    "graph_propagation/personalized_pagerank@1": "0d80a920f4722e97b0d26ec6c6868739086af97133d2821d8a52791636983703",
+    "media_transformation/image_filter@1": "e6c7b92b68f85e0b33f9be4c7e5765cffe7a12ccad362510173a7bc28378b109",
+    "memory_operations/sort_dedupe@1": "26239107d3f8666353be17928792c3c3d3e68acdc0760e2179776c6469a8dc90",
+    "probabilistic_simulation/portfolio_loss@1": "9e0e8f2067bc6b752487695545983d859f10dce3f36fa1292d4e39f25ee4f64e",
+    "search_ranking/topk_similarity@1": "1a2b53b008f414bb83fb4f0d4e8037c5d6d10bcf4e2fcf7e5a6e7e45a14b0669",
+}
+
+
+@pytest.mark.parametrize("backend", [NUMPY_BACKEND, NUMBA_BACKEND], ids=lambda backend: backend.name)
+@pytest.mark.parametrize("name", sorted(V1_OUTPUT_DIGESTS))
+def test_v1_outputs_are_those_recorded_before_the_new_versions(name, backend):
+    """Every @1 primitive still gives the output digest its code gave before @2 and numba, on either CPU backend."""
+    primitive = PRIMITIVES[name]
+    normalized, _, _ = scaffolding(primitive)
+    arguments = normalized(primitive.benchmark_arguments(200_000))
+    count = primitive.item_count(arguments)
+    size = count // 3 + 1
+    shards = [primitive.execute_shard(arguments, 12345, start, min(count, start + size), backend)
+              for start in range(0, count, size)]
+    assert digest(primitive.merge(arguments, shards)) == V1_OUTPUT_DIGESTS[name]
 
 
 # portfolio_loss@2
