@@ -233,23 +233,6 @@ def test_pagerank_v2_does_not_overflow_at_the_largest_damping_denominator():
         assert all(score >= 0 for _, score in top) and abs(sum(s for _, s in top) - (1 << 24)) <= 1
 
 
-# The GPU path: run where a CUDA device is visible (marked gpu, skipped with the reason elsewhere).
-
-
-@pytest.mark.gpu
-@pytest.mark.parametrize("name", sorted(PRIMITIVES))
-def test_every_primitive_cupy_equals_compiled_cpu(name):
-    """CuPy, numba and NumPy give the same shard result bit for bit, at a size with many blocks and a ragged tail."""
-    primitive = PRIMITIVES[name]
-    normalized, _, _ = scaffolding(primitive)
-    arguments = normalized(primitive.benchmark_arguments(5_000_000))
-    count = primitive.item_count(arguments)
-    start, stop = min(3, count - 1), count
-    gpu = primitive.execute_shard(arguments, 9, start, stop, select_backend("gpu"))
-    assert gpu == primitive.execute_shard(arguments, 9, start, stop, NUMBA_BACKEND)
-    assert gpu == primitive.execute_shard(arguments, 9, start, stop, NUMPY_BACKEND)
-
-
 def test_v2_kernel_entries_are_integer_only(tmp_path):
     """The @2 entries (wide thresholds, single rounding) compile to float-free PTX beside @1's."""
     assert_integer_only_kernel("portfolio_loss.cu", ["forge_portfolio_loss", "forge_portfolio_loss_wide"], tmp_path)
