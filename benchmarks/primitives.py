@@ -10,6 +10,12 @@ Where a CUDA device is visible the CuPy path is timed too, and its rate is set a
 device's peak: memory bandwidth (memoryClockRate kHz x 2 x memoryBusWidth / 8) or 32-bit
 integer throughput (SMs x clockRate kHz x 64 INT32 lanes), whichever limit the primitive's
 CuPy path is bound by under the per-unit model in DEVICE_MODELS.
+
+The compiled CPU backend (numba) has its own section: Philox words/s on one thread and on
+every core against `numpy.random.Philox.random_raw` (one thread), and every primitive's
+numba shard against its NumPy path on the same shard, interleaved. Each numba function is
+called once before timing (compilation, or loading it from numba's cache, is a process's
+cost, not a shard's).
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from forge_pipeline.execute.backend import NUMPY_BACKEND, Backend, cuda_device_visible, select_backend
+from forge_pipeline.execute.backend import NUMBA_BACKEND, NUMPY_BACKEND, Backend, cuda_device_visible, select_backend
 from forge_pipeline.execute.philox import philox_words
 from forge_pipeline.execute.primitives import PRIMITIVES
 from forge_pipeline.execute.primitives.personalized_pagerank import rmat_edges
@@ -44,6 +50,15 @@ WORK_UNITS = {
 INT32_LANES_PER_SM = 64  # INT32 results per clock per SM on compute capability 7.0 to 9.0
 FLOAT32_EXACT_SUM = 1 << 24  # every integer of magnitude <= 2^24 is a float32
 PHILOX_INT_OPS_PER_WORD = 25  # 10 rounds x (2 mul.lo + 2 mul.hi + 4 xor + 2 key adds) per 4-word block
+# Work units per primitive for the compiled section, (--quick, full); portfolio_loss at the issue's 10^8 draws.
+COMPILED_WORK_UNITS = {
+    "portfolio_loss": (2_000_000, 100_000_000),
+    "personalized_pagerank": (3_000_000, 30_000_000),
+    "topk_similarity": (2_000_000, 300_000_000),
+    "image_filter": (500_000, 64_000_000),
+    "grouped_sum": (200_000, 8_000_000),
+    "sort_dedupe": (200_000, 8_000_000),
+}
 
 
 def portfolio_loss_reference(arguments: dict, seed: int) -> dict:
@@ -256,6 +271,108 @@ def bench_primitive(qualified_name: str, quick: bool = False, repeats: int = 3) 
     return measured
 
 
+def bench_compiled_philox(words: int, repeats: int = 3) -> dict:
+    """32-bit Philox words/s: numba on one thread and on every core, against numpy.random.Philox.random_raw
+    (NumPy's C Philox4x64, single-threaded; each 64-bit output counted as two words), best of `repeats`."""
+    import numba
+
+    from forge_pipeline.execute import compiled
+
+    generator = np.random.Philox(12345)
+    compiled.philox_words(12345, 0, 0, 1024)  # compile (or load from numba's cache) before timing
+    cores = numba.config.NUMBA_NUM_THREADS
+    seconds = {"numpy": math.inf, "one": math.inf, "all": math.inf}
+    for _ in range(repeats):
+        seconds["numpy"] = min(seconds["numpy"], timed(lambda: generator.random_raw(words // 2)))
+        numba.set_num_threads(1)
+        seconds["one"] = min(seconds["one"], timed(lambda: compiled.philox_words(12345, 0, 0, words)))
+        numba.set_num_threads(cores)
+        seconds["all"] = min(seconds["all"], timed(lambda: compiled.philox_words(12345, 0, 0, words)))
+    rates = {name: words / value for name, value in seconds.items()}
+    return {"words": words, "threads": cores, "per_s": rates, "one_ratio": rates["one"] / rates["numpy"],
+            "all_ratio": rates["all"] / rates["numpy"]}
+
+
+def bench_compiled_primitive(qualified_name: str, quick: bool = False, repeats: int = 3) -> dict:
+    """One shard holding every item on the numba backend (every core) and on the NumPy path, interleaved, best
+    of `repeats`; the two results must be equal before anything is timed."""
+    primitive = PRIMITIVES[qualified_name]
+    problems = Problems()
+    arguments = primitive.normalize_arguments(
+        primitive.benchmark_arguments(COMPILED_WORK_UNITS[primitive.name][0 if quick else 1]), problems)
+    problems.raise_if_any()
+    items = primitive.item_count(arguments)
+    units = primitive.work_units(arguments, 0, items)
+
+    def shipped(backend: Backend) -> dict:
+        return primitive.execute_shard(arguments, SEED, 0, items, backend)
+
+    if shipped(NUMBA_BACKEND) != shipped(NUMPY_BACKEND):  # also the warm-up of both
+        raise AssertionError(f"{qualified_name}: the numba path disagrees with the NumPy path")
+    numba_s, numpy_s = math.inf, math.inf
+    for _ in range(repeats):
+        numba_s = min(numba_s, timed(lambda: shipped(NUMBA_BACKEND)))
+        numpy_s = min(numpy_s, timed(lambda: shipped(NUMPY_BACKEND)))
+    measured = {"primitive": qualified_name, "work_unit": primitive.work_unit, "units": units,
+                "numba_per_s": units / numba_s, "numpy_per_s": units / numpy_s, "ratio": numpy_s / numba_s}
+    if cuda_device_visible():
+        backend = select_backend("gpu")
+        if shipped(backend) != shipped(NUMBA_BACKEND):  # also compiles the kernels
+            raise AssertionError(f"{qualified_name}: the CuPy path disagrees with the numba path")
+        measured["gpu_over_numba"] = numba_s / min(timed(lambda: shipped(backend)) for _ in range(repeats))
+    return measured
+
+
+def bench_device_philox(words: int, repeats: int = 3) -> dict:
+    """CuPy Philox bytes/s over the device's own copy bandwidth (a device-to-device copy of the same bytes)."""
+    from forge_pipeline.execute.primitives.common import philox_words_on
+
+    backend = select_backend("gpu")
+    xp = backend.xp
+    source = xp.zeros(words, dtype=xp.uint32)
+    target = xp.empty_like(source)
+
+    def synchronized(function: Callable[[], object]) -> Callable[[], None]:
+        return lambda: (function(), xp.cuda.Device().synchronize())
+
+    generate = synchronized(lambda: philox_words_on(backend, 12345, 0, 0, words))
+    copy = synchronized(lambda: xp.copyto(target, source))
+    generate(), copy()  # compile and warm up
+    philox_s = min(timed(generate) for _ in range(repeats))
+    copy_s = min(timed(copy) for _ in range(repeats))
+    # Both write 4 bytes per word to device memory (the copy also reads them): the ratio is of bytes per second.
+    return {"words": words, "philox_words_per_s": words / philox_s, "ratio": copy_s / philox_s}
+
+
+COMPILED_TITLE = ("== compiled CPU backend (numba, every core) vs the NumPy path, same shard, interleaved; targets: "
+                  "portfolio_loss >= 8 at 10^8 draws, others >= 3 ==")
+
+
+def compiled_lines(quick: bool) -> list[str]:
+    """The compiled section of `make bench`: Philox rates and ratios, then one line per primitive version."""
+    philox = bench_compiled_philox(1 << (20 if quick else 26))
+    rates = philox["per_s"]
+    lines = [f"Philox4x32-10, {philox['words']:,} 32-bit words: numba 1 thread {rates['one'] / 1e6:.1f} Mwords/s, "
+             f"{philox['threads']} threads {rates['all'] / 1e6:.1f} Mwords/s; numpy.random.Philox.random_raw "
+             f"{rates['numpy'] / 1e6:.1f} Mwords/s; ratios {philox['one_ratio']:.2f} (target >= 1.5) and "
+             f"{philox['all_ratio']:.2f} (target >= 2.5 on 2 cores)"]
+    if cuda_device_visible():
+        device = bench_device_philox(1 << (20 if quick else 28))
+        lines.append(f"CuPy Philox {device['philox_words_per_s'] / 1e9:.1f} Gwords/s, over a device copy of the same "
+                     f"bytes {device['ratio']:.2f} (target >= 0.5)")
+    for name in PRIMITIVES:
+        measured = bench_compiled_primitive(name, quick)
+        unit = measured["work_unit"]
+        gpu = f"; CuPy / numba {measured['gpu_over_numba']:.1f}x (target >= 20)" if "gpu_over_numba" in measured else ""
+        lines.append(f"{name}: {measured['units']:,} {unit}s; numba {measured['numba_per_s'] / 1e6:.1f} M{unit}/s, "
+                     f"numpy {measured['numpy_per_s'] / 1e6:.1f} M{unit}/s, ratio {measured['ratio']:.2f}{gpu}")
+    return lines
+
+
+REFERENCE_PRIMITIVES = [name for name, primitive in PRIMITIVES.items() if primitive.version == 1]
+"""The reference formulations above are of the @1 contracts; the @2 versions are timed in the compiled section."""
+
+
 def report_lines(qualified_name: str, quick: bool) -> list[str]:
     """One primitive's lines of the `make bench` section: rates, ratio, its reference named, the CuPy figures."""
     measured = bench_primitive(qualified_name, quick)
@@ -271,7 +388,11 @@ def report_lines(qualified_name: str, quick: bool) -> list[str]:
     return [rates, f"  reference: {measured['reference']}", device]
 
 
-if __name__ == "__main__":  # this section alone: python -m benchmarks.primitives [--quick]
-    print(TITLE, flush=True)
-    for name in PRIMITIVES:
-        print("\n".join(report_lines(name, "--quick" in sys.argv)), flush=True)
+if __name__ == "__main__":  # these sections alone: python -m benchmarks.primitives [--quick] [--compiled]
+    if "--compiled" not in sys.argv:
+        print(TITLE, flush=True)
+        for name in REFERENCE_PRIMITIVES:
+            print("\n".join(report_lines(name, "--quick" in sys.argv)), flush=True)
+    print(COMPILED_TITLE, flush=True)
+    for text in compiled_lines("--quick" in sys.argv):
+        print(text, flush=True)

@@ -10,19 +10,31 @@ own output slots, and everything is integer arithmetic, so the bits are the same
 
 from __future__ import annotations
 
-import numpy as np
-from numba import njit, prange
+import os
 
-MASK_32 = np.uint64(0xFFFFFFFF)
+# Threads wait for work by sleeping, not spinning, unless the operator says otherwise: an Agent shares its
+# cores with other processes, and spinning OpenMP workers made 2 threads slower than 1 on a loaded 2-core
+# machine (image_filter, measured with a load average of 9: 140 vs 310 Minput_pixel/s spinning vs passive).
+# Set before numba starts its OpenMP pool; each parallel region is milliseconds of work, so waking costs nothing.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+from numba import njit, prange  # noqa: E402
+
+from forge_pipeline.execute import philox  # noqa: E402
+
+# The Philox constants as uint64 scalars: numba then keeps every operation in unsigned 64-bit integers.
+MASK_32 = np.uint64(philox.MASK_32)
 SHIFT_32 = np.uint64(32)
-MULTIPLIER_0 = np.uint64(0xD2511F53)
-MULTIPLIER_1 = np.uint64(0xCD9E8D57)
-WEYL_0 = np.uint64(0x9E3779B9)
-WEYL_1 = np.uint64(0xBB67AE85)
+MULTIPLIER_0 = np.uint64(philox.MULTIPLIER_0)
+MULTIPLIER_1 = np.uint64(philox.MULTIPLIER_1)
+WEYL_0 = np.uint64(philox.WEYL_0)
+WEYL_1 = np.uint64(philox.WEYL_1)
 ZERO = np.uint64(0)
 # Philox blocks per piece of philox_fill: 256 KiB of output, large enough to amortize a thread's start.
 FILL_BLOCKS = 1 << 14
-# Blocks generated at once inside a fused loop: 16 KiB of words, kept in L1 and consumed there.
+# Blocks generated at once inside a fused loop: 16 KiB of words, kept in L1 and consumed there (the portfolio
+# loop fills it with whole scenarios: one scenario's words when they need more).
 BUFFER_BLOCKS = 1 << 10
 PIECE_WORDS = 1 << 18  # words (draws) per piece of the portfolio loop
 
@@ -34,7 +46,7 @@ def _philox_block(block, stream, k0, k1):
     c1 = block >> SHIFT_32
     c2 = stream
     c3 = ZERO
-    for _ in range(10):
+    for _ in range(philox.ROUNDS):
         product_0 = c0 * MULTIPLIER_0
         product_1 = c2 * MULTIPLIER_1
         c0 = (product_1 >> SHIFT_32) ^ c1 ^ k0
@@ -71,12 +83,7 @@ def philox_words(seed: int, stream: int, first_word: int, count: int) -> np.ndar
 
     Same contract and same bits as forge_pipeline.execute.philox.philox_words (the NumPy reference).
     """
-    if count < 0 or first_word < 0:
-        raise ValueError("word range must be non-negative")
-    if not 0 <= stream <= 0xFFFFFFFF:
-        raise ValueError(f"stream must be a uint32, got {stream}")
-    if not 0 <= seed < 1 << 64:
-        raise ValueError(f"seed must be a uint64, got {seed}")
+    philox.check_word_range(seed, stream, first_word, count)
     first_block = first_word // 4
     blocks = (first_word + count + 3) // 4 - first_block
     out = np.empty(4 * blocks, dtype=np.uint32)
@@ -90,37 +97,30 @@ def philox_words(seed: int, stream: int, first_word: int, count: int) -> np.ndar
 def _portfolio_losses(k0, k1, thresholds, exposures, start, stop, losses):
     obligors = thresholds.shape[0]
     per_piece = max(1, PIECE_WORDS // obligors)
+    rows = max(1, 4 * BUFFER_BLOCKS // obligors)  # scenarios whose words one buffer holds (at least one)
     pieces = (stop - start + per_piece - 1) // per_piece
     for piece in prange(pieces):
+        buffer = np.empty(rows * obligors + 8, dtype=np.uint32)
         first = start + piece * per_piece
         last = min(stop, first + per_piece)
-        buffer = np.empty(4 * BUFFER_BLOCKS, dtype=np.uint32)
-        word = np.uint64(first) * np.uint64(obligors)
-        end = np.uint64(last) * np.uint64(obligors)
-        block = word >> np.uint64(2)
-        position = np.int64(word & np.uint64(3))  # the first word's place in the first buffer
-        scenario, k, loss = first - start, 0, np.int64(0)
-        while word < end:
-            _fill_words(block, BUFFER_BLOCKS, ZERO, k0, k1, buffer)
-            usable = min(np.int64(4 * BUFFER_BLOCKS) - position, np.int64(end - word))
-            for i in range(position, position + usable):
-                if np.uint64(buffer[i]) < thresholds[k]:
-                    loss += exposures[k]
-                k += 1
-                if k == obligors:
-                    losses[scenario] = loss
-                    scenario += 1
-                    k = 0
-                    loss = 0
-            word += np.uint64(usable)
-            block += np.uint64(BUFFER_BLOCKS)
-            position = 0
+        for row in range(first, last, rows):
+            count = min(rows, last - row)
+            word = np.uint64(row) * np.uint64(obligors)
+            block = word >> np.uint64(2)
+            offset = np.int64(word & np.uint64(3))
+            _fill_words(block, (offset + count * obligors + 3) // 4, ZERO, k0, k1, buffer)
+            for scenario in range(count):
+                base = offset + scenario * obligors
+                loss = np.int64(0)
+                for k in range(obligors):
+                    loss += exposures[k] if np.uint64(buffer[base + k]) < thresholds[k] else 0
+                losses[row - start + scenario] = loss
 
 
 def portfolio_losses(seed: int, thresholds: np.ndarray, exposures: np.ndarray, start: int, stop: int) -> np.ndarray:
     """Loss of scenarios [start, stop) (int64[stop - start]): the sum of exposures[k] (int64[K]) over obligors whose
-    word j*K + k of stream 0 is below thresholds[k] (uint64[K], at most 2^32). Draws are generated and compared
-    in L1-sized buffers, never stored."""
+    word j*K + k of stream 0 is below thresholds[k] (uint64[K], at most 2^32). Draws are generated a few whole
+    scenarios at a time into an L1-sized buffer and compared there, never stored."""
     losses = np.empty(stop - start, dtype=np.int64)
     _portfolio_losses(np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32), thresholds.astype(np.uint64),
                       exposures.astype(np.int64), start, stop, losses)
@@ -208,3 +208,39 @@ def pagerank_ranks(sources, iterations, numerator, denominator, divisor, in_offs
                 rank[v] = pulled
                 total += pulled
             rank[source] += one - total
+
+
+GROUP_PIECES = 16  # fixed row ranges of a grouped_sum shard, each with its own partial sums, added in order
+
+
+@njit(cache=True, parallel=True)
+def _grouped_generated(k0, k1, groups, value_range, start, stop, sums, counts):
+    rows = stop - start
+    for piece in prange(GROUP_PIECES):
+        first = start + rows * piece // GROUP_PIECES
+        last = start + rows * (piece + 1) // GROUP_PIECES
+        key_words = np.empty(4 * BUFFER_BLOCKS + 8, dtype=np.uint32)
+        value_words = np.empty(4 * BUFFER_BLOCKS + 8, dtype=np.uint32)
+        for row in range(first, last, 4 * BUFFER_BLOCKS):
+            count = min(4 * BUFFER_BLOCKS, last - row)
+            offset = row & 3
+            block = np.uint64(row) >> np.uint64(2)
+            _fill_words(block, (offset + count + 3) // 4, ZERO, k0, k1, key_words)
+            _fill_words(block, (offset + count + 3) // 4, np.uint64(1), k0, k1, value_words)
+            for i in range(offset, offset + count):
+                key = np.int64((np.uint64(key_words[i]) * groups) >> SHIFT_32)
+                sums[piece, key] += np.int64((np.uint64(value_words[i]) * value_range) >> SHIFT_32)
+                counts[piece, key] += 1
+
+
+def grouped_generated(seed: int, groups: int, value_max: int, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """grouped_sum@1's generated rows [start, stop) accumulated without storing them: (sums, counts), int64[groups].
+
+    Row r's key is (word r of stream 0 · groups) >> 32, its value (word r of stream 1 · (value_max + 1)) >> 32,
+    as in the NumPy path; each of GROUP_PIECES fixed row ranges sums into its own row, and the rows are added
+    in order (integers, so exactly)."""
+    sums = np.zeros((GROUP_PIECES, groups), dtype=np.int64)
+    counts = np.zeros((GROUP_PIECES, groups), dtype=np.int64)
+    _grouped_generated(np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32), np.uint64(groups),
+                       np.uint64(value_max + 1), start, stop, sums, counts)
+    return sums.sum(axis=0), counts.sum(axis=0)

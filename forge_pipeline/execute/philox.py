@@ -80,12 +80,18 @@ def _blocks(seed: int, stream: int, first_block: int, out: np.ndarray, work: np.
     out[:, 3] = c3
 
 
-def philox_words(seed: int, stream: int, first_word: int, count: int) -> np.ndarray:
-    """Words [first_word, first_word + count) of `stream` as a uint32 array."""
+def check_word_range(seed: int, stream: int, first_word: int, count: int) -> None:
+    """ValueError unless seed is a uint64, stream a uint32 and the word range non-negative (every backend's check)."""
+    split_seed(seed)
     if count < 0 or first_word < 0:
         raise ValueError("word range must be non-negative")
     if not 0 <= stream <= MASK_32:
         raise ValueError(f"stream must be a uint32, got {stream}")
+
+
+def philox_words(seed: int, stream: int, first_word: int, count: int) -> np.ndarray:
+    """Words [first_word, first_word + count) of `stream` as a uint32 array."""
+    check_word_range(seed, stream, first_word, count)
     first_block = first_word // 4
     last_block = (first_word + count + 3) // 4
     blocks = np.empty((last_block - first_block, 4), dtype=np.uint32)

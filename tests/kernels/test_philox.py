@@ -85,3 +85,17 @@ def test_the_kernel_path_imports_no_orchestration_or_database_code():
             "print(sorted(m for m in ('dagster', 'polars', 'sqlalchemy', 'yaml') if m in sys.modules))")
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert completed.stdout.strip() == "[]"
+
+
+def test_cpu_work_falls_back_to_numpy_where_numba_is_missing():
+    """With numba absent (hidden from imports), a CPU Agent's backend is the NumPy reference and a shard still runs."""
+    import sys
+    code = ("import sys\nsys.modules['numba'] = None\n"
+            "from forge_pipeline.execute.backend import select_backend\n"
+            "from forge_pipeline.execute.primitives import get_primitive\n"
+            "backend = select_backend('cpu')\n"
+            "primitive = get_primitive('probabilistic_simulation/portfolio_loss@2')\n"
+            "arguments = {'scenarios': 10, 'obligors': [{'exposure': 3, 'pd': '1'}], 'bins': 2, 'quantiles': ['0.5']}\n"
+            "print(backend.name, primitive.execute_shard(arguments, 1, 0, 10, backend)['loss_total'])")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert completed.stdout.split() == ["numpy", "30"]

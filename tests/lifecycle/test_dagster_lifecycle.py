@@ -13,6 +13,7 @@ from dagster import DagsterInstance, build_sensor_context, materialize
 
 from forge_pipeline.cli import main
 from forge_pipeline.definitions import defs, resources
+from forge_pipeline.execute.backend import cpu_backend
 from forge_pipeline.intake.request import validate_request
 from forge_pipeline.orchestration.intake import workload_intake_sensor
 from forge_pipeline.orchestration.resources import ForgeDatabaseResource
@@ -44,7 +45,7 @@ def test_lifecycle_materializes_to_finalized_with_evidence_and_usage(forge_home)
         "Pending", "Planned", "Running", "Verifying", "Aggregating", "Finalized"]
     attempts = attempts_of(engine, workload_id)
     assert {a["shard_index"] for a in attempts} == set(range(5))
-    assert all(a["backend"] == "numpy" and a["digest"] and a["work_units"] == 400 * 3 for a in attempts
+    assert all(a["backend"] == cpu_backend().name and a["digest"] and a["work_units"] == 400 * 3 for a in attempts
                if a["agent_id"] != "hub")
     usage = usage_record_of(engine, workload_id)
     assert usage["work_units"] == 2000 * 3

@@ -16,12 +16,14 @@ from forge_pipeline.settle.rate_card import (VERIFICATION_MODES, RateCardInvalid
 
 # The parsed content of each published card. A published card prices settled workloads,
 # so it is never edited: a price change is a new file with a new version.
-PUBLISHED_DIGESTS = {"2026-11-01": "fa8303c6d2d1e75c0899627d66c6036499e9eb6a766c5eef4fb4806cc575790a"}
+PUBLISHED_DIGESTS = {"2026-11-01": "fa8303c6d2d1e75c0899627d66c6036499e9eb6a766c5eef4fb4806cc575790a",
+                     "2026-11-30": "93151ee90a484a3d4ac67bbf2c4349051d4a562231fdcbf7510aeeb9faa7d6ce"}
 
 PRICED_PRIMITIVES = {
     "probabilistic_simulation/portfolio_loss@1", "graph_propagation/personalized_pagerank@1",
     "search_ranking/topk_similarity@1", "media_transformation/image_filter@1", "aggregation/grouped_sum@1",
-    "memory_operations/sort_dedupe@1",
+    "memory_operations/sort_dedupe@1", "probabilistic_simulation/portfolio_loss@2",
+    "graph_propagation/personalized_pagerank@2", "media_transformation/image_filter@2",
 }
 
 GOOD_CARD = """
@@ -63,7 +65,8 @@ def test_published_cards_never_change():
 
 
 def test_current_card_prices_every_primitive_profile_and_mode():
-    """The current card prices the six primitives under every profile, every verification mode."""
+    """The current card prices every primitive version (@1 and the @2s) under every profile, every verification
+    mode."""
     card = load_rate_card()
     assert set(card.work_unit_names) == PRICED_PRIMITIVES
     for primitive in PRICED_PRIMITIVES:

@@ -124,7 +124,15 @@ class GroupedSum(Primitive):
     def execute_shard(self, arguments: dict, seed: int, start: int, stop: int, backend: Backend) -> dict:
         """`seed` (the workload's replay seed) is unused: the rows depend on the arguments alone."""
         xp = backend.xp
-        if "generate" in arguments:
+        if "generate" in arguments and backend.name == "numba":
+            from forge_pipeline.execute import compiled  # numba is imported only where this backend was chosen
+
+            generate = arguments["generate"]
+            sums, counts = compiled.grouped_generated(generate["seed"], generate["keys"], generate["value_max"],
+                                                      start, stop)
+            present = np.nonzero(counts)[0]
+            keys, sums, counts = present, sums[present], counts[present]
+        elif "generate" in arguments:
             # Generated keys are already dense indices in [0, keys): accumulate without sorting.
             groups = arguments["generate"]["keys"]
             sums, counts = xp.zeros(groups, dtype=xp.int64), xp.zeros(groups, dtype=xp.int64)

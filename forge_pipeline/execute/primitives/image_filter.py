@@ -3,10 +3,12 @@
 Each uint8 grayscale image (generated from Philox bytes or read from a `.npy` file) is
 blurred with [1,2,1;2,4,2;1,2,1] / 16, edges replicated, and averaged over 2x2 blocks;
 an odd trailing row or column of the blurred image is dropped. @1 rounds twice (the blur
-(sum + 8) >> 4, then the average (a + b + c + d + 2) >> 2), which biases about 16% of
-pixels by +1; @2 rounds the exact blur-and-downsample once, half up: (Σ sums + 32) >> 6. Items are images with global indices, so
-a shard's per-image digests and histogram do not depend on where its range starts.
-docs/primitives/image_filter.md is the full contract.
+(sum + 8) >> 4, then the average (a + b + c + d + 2) >> 2); on uniform random pixels that
+puts 15.6% of output pixels one above a single rounding of the exact value and 0.7% one
+below. @2 rounds the exact blur-and-downsample once, half up: (Σ sums + 32) >> 6. Items
+are images with global indices, so a shard's per-image digests and histogram do not
+depend on where its range starts. docs/primitives/image_filter.md and image_filter_v2.md
+are the full contracts.
 """
 
 from __future__ import annotations

@@ -4,14 +4,15 @@
 bound (E + n)·T·2^-32 exceeds 1.0 at the contract's maximum sizes. @2 computes with
 ONE = 2^62 (r·numerator/denominator split so nothing overflows) and reports scores at
 2^24, rounded half up: the error of a reported score against exact real arithmetic is
-below 1/2 + 2·(E + n)·T·2^-62·2^24 < 0.87 of its last unit at the maximum sizes. Each iteration node u keeps
-share_u = floor(floor(r_u * numerator / denominator) / out_degree_u) for every out-edge;
-all mass not pushed (teleport, dangling nodes, rounding remainders) returns to the
-source, so the scores always sum to exactly ONE. Items are sources: a shard runs its
+below 1/2 + 2·(E + n)·T·2^-62·2^24 < 0.87 of its last unit at the maximum sizes.
+
+Each iteration node u keeps share_u = floor(floor(r_u * numerator / denominator) /
+out_degree_u) for every out-edge; all mass not pushed (teleport, dangling nodes, rounding
+remainders) returns to the source, so the scores always sum to exactly ONE. Items are sources: a shard runs its
 sources' propagations and returns each one's top-k (node, score), ties by node id
 ascending; the merge concatenates them in source order. The graph is inline or an R-MAT
-graph generated from Philox words. docs/primitives/personalized_pagerank.md is the full
-contract.
+graph generated from Philox words. docs/primitives/personalized_pagerank.md and
+personalized_pagerank_v2.md are the full contracts.
 """
 
 from __future__ import annotations
