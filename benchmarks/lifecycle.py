@@ -227,3 +227,49 @@ def bench_sensor_at_scale(partitions: int = 100_000) -> dict:
             os.environ["FORGE_HOME"] = previous
     assert listed == partitions and len(result.run_requests) == 1
     return {"partitions": partitions, "listing_s": listing_s, "sensor_tick_s": tick_s}
+
+
+def bench_sensor_latency(workloads: int = 3, timeout_s: float = 300) -> dict:
+    """Launch-to-Finalized from the sensor: `dagster-daemon run` on a fresh home (the intake sensor
+    and the default run launcher, as `forge-pool ui` runs them); after one untimed warm-up
+    workload (the daemon's own start), each tiny workload's time from stored (Pending) to
+    Finalized, one at a time, with no command run for it."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from forge_pipeline.storage.database import dispose_engines, open_engine
+    from forge_pipeline.storage.records import load_workload, store_request
+
+    root = Path(__file__).resolve().parents[1]
+    previous = os.environ.get("FORGE_HOME")
+    latencies = []
+    # ignore_cleanup_errors: the run worker of the last run may still be writing its final events
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as directory:
+        os.environ["FORGE_HOME"] = directory
+        dagster_home = os.path.join(directory, "dagster")
+        os.makedirs(dagster_home)
+        Path(dagster_home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        engine = open_engine()
+        daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                                  cwd=root, env={**os.environ, "DAGSTER_HOME": dagster_home},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            for request in small_requests(workloads + 1):
+                workload_id, _ = store_request(engine, request)
+                started = time.perf_counter()
+                while load_workload(engine, workload_id)["state"] != State.FINALIZED.value:
+                    if time.perf_counter() - started > timeout_s:
+                        raise TimeoutError(f"{workload_id} not Finalized {timeout_s} s after it was stored")
+                    time.sleep(0.1)
+                latencies.append(time.perf_counter() - started)
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            daemon.wait(timeout=60)
+            dispose_engines()
+            if previous is None:
+                os.environ.pop("FORGE_HOME", None)
+            else:
+                os.environ["FORGE_HOME"] = previous
+    return {"warm_up_s": latencies[0], "latencies_s": latencies[1:], "worst_s": max(latencies[1:])}
