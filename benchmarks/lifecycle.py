@@ -229,10 +229,6 @@ def bench_sensor_at_scale(partitions: int = 100_000) -> dict:
     return {"partitions": partitions, "listing_s": listing_s, "sensor_tick_s": tick_s}
 
 
-INSTANCE_YAML = ("telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster.core.run_coordinator\n"
-                 "  class: DefaultRunCoordinator\n")
-
-
 def bench_sensor_latency(workloads: int = 3, timeout_s: float = 300) -> dict:
     """Launch-to-Finalized from the sensor: `dagster-daemon run` on a fresh home (the intake sensor
     and the default run launcher, as `forge-pool ui` runs them); after one untimed warm-up
@@ -254,7 +250,7 @@ def bench_sensor_latency(workloads: int = 3, timeout_s: float = 300) -> dict:
         os.environ["FORGE_HOME"] = directory
         dagster_home = os.path.join(directory, "dagster")
         os.makedirs(dagster_home)
-        Path(dagster_home, "dagster.yaml").write_text(INSTANCE_YAML)
+        Path(dagster_home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")  # as forge_instance writes
         engine = open_engine()
         daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
                                   cwd=root, env={**os.environ, "DAGSTER_HOME": dagster_home},

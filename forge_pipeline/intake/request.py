@@ -31,7 +31,9 @@ MAX_TAGS = 32
 UINT64_MAX = (1 << 64) - 1
 REQUIRED_FIELDS = {"request_id", "organization", "project", "workspace", "adapter", "primitive", "profile", "arguments"}
 OPTIONAL_FIELDS = {"policy", "replay", "tags"}
-POLICY_FIELDS = {"verification", "sample_rate", "execution_class", "max_credits_ucr", "shard_size", "replicas"}
+POLICY_FIELDS = {"verification", "sample_rate", "execution_class", "max_credits_ucr", "shard_size", "replicas",
+                 "wall_time_limit_s"}
+MAX_WALL_TIME_LIMIT_S = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -150,8 +152,14 @@ def _policy(policy: Any, profile: dict | None, primitive, problems: Problems) ->
         replicas = None
     elif verification == "multi_node":
         replicas = problems.integer(replicas, "policy.replicas", 2, MAX_REPLICAS)
+    wall_time_limit = resolved.get("wall_time_limit_s")
+    if wall_time_limit is not None:
+        wall_time_limit = problems.integer(wall_time_limit, "policy.wall_time_limit_s", 1, MAX_WALL_TIME_LIMIT_S)
+        if wall_time_limit is None:
+            return None
     if None in (verification, rate, execution_class, shard_size, replicas):
         return None
+    # The wall-time limit appears only when set, so requests without one keep their canonical form.
     return {
         "verification": verification,
         "sample_rate": decimal_text(resolved["sample_rate"]),
@@ -159,6 +167,7 @@ def _policy(policy: Any, profile: dict | None, primitive, problems: Problems) ->
         "max_credits_ucr": max_credits,
         "shard_size": shard_size,
         "replicas": replicas,
+        **({"wall_time_limit_s": wall_time_limit} if wall_time_limit is not None else {}),
     }
 
 
