@@ -10,6 +10,7 @@ import numpy as np
 from forge_pipeline.execute.backend import NUMPY_BACKEND, cpu_backend
 from forge_pipeline.execute.philox import philox_words
 from forge_pipeline.execute.primitives.portfolio_loss import PortfolioLoss
+from forge_pipeline.states import State
 
 PRIMITIVE = PortfolioLoss()
 
@@ -136,3 +137,142 @@ def bench_verification(draws: int) -> dict:
         replay_s = home.run("replay_workload", home.request("mode-none", draws, policies["none"]))
     return {"draws": draws, "seconds": seconds, "ratios": {mode: s / seconds["none"] for mode, s in seconds.items()},
             "replay_s": replay_s, "replay_ratio": replay_s / seconds["none"]}
+
+
+SMALL_DRAWS = 200_000  # a small workload: a few milliseconds of kernel time
+
+
+def small_requests(count: int) -> list:
+    from forge_pipeline.intake.request import validate_request
+    return [validate_request({
+        "request_id": f"small-{index}", "organization": "bench", "project": "p", "workspace": "w", "adapter": "sdk",
+        "primitive": PRIMITIVE.qualified_name(), "profile": "standard@1", "replay": {"seed": index + 1},
+        "arguments": PRIMITIVE.benchmark_arguments(SMALL_DRAWS)}) for index in range(count)]
+
+
+def bench_small_workloads(count: int = 200) -> dict:
+    """The orchestration factor on the embedded default: wall time of `forge-pool run` (a process of
+    its own, imports included, FORGE_BATCH_SIZE default) finalizing `count` small workloads, over the
+    same workloads through the core lifecycle functions without Dagster, in this process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from forge_pipeline.assign.pool import load_pool
+    from forge_pipeline.lifecycle import run_lifecycle_inline
+    from forge_pipeline.storage.database import artifacts_root, dispose_engines, open_engine
+    from forge_pipeline.storage.records import list_workload_ids, store_requests
+
+    previous = os.environ.get("FORGE_HOME")
+    seconds = {}
+    try:
+        with tempfile.TemporaryDirectory() as directory:
+            for path in ("core", "dagster"):
+                os.environ["FORGE_HOME"] = os.path.join(directory, path)
+                engine = open_engine()
+                store_requests(engine, small_requests(count))
+                workload_ids = list_workload_ids(engine)
+                started = time.perf_counter()
+                if path == "core":
+                    pool = load_pool()
+                    for workload_id in workload_ids:
+                        run_lifecycle_inline(engine, workload_id, pool, False, artifacts_root())
+                else:
+                    environment = {**os.environ, "DAGSTER_HOME": os.path.join(directory, path, "dagster")}
+                    subprocess.run([str(Path(sys.executable).parent / "forge-pool"), "run"], env=environment,
+                                   check=True, capture_output=True)
+                seconds[path] = time.perf_counter() - started
+                assert set(list_workload_ids(engine, State.FINALIZED)) == set(workload_ids), path
+                dispose_engines()
+    finally:
+        if previous is None:
+            os.environ.pop("FORGE_HOME", None)
+        else:
+            os.environ["FORGE_HOME"] = previous
+    return {"workloads": count, "core_s": seconds["core"], "forge_pool_run_s": seconds["dagster"],
+            "factor": seconds["dagster"] / seconds["core"], "per_hour": count / seconds["dagster"] * 3600}
+
+
+def bench_sensor_at_scale(partitions: int = 100_000) -> dict:
+    """One intake-sensor evaluation (and Dagster's listing of the workload partitions it does) on a
+    persistent SQLite instance that already holds `partitions` workload partitions, with one new
+    Pending workload to batch: what every tick costs as the partition set grows."""
+    from dagster import DagsterInstance, build_sensor_context
+
+    from forge_pipeline.orchestration.intake import workload_intake_sensor
+    from forge_pipeline.orchestration.resources import ForgeDatabaseResource
+    from forge_pipeline.orchestration.workload_assets import workload_partitions
+    from forge_pipeline.storage.database import dispose_engines, open_engine
+    from forge_pipeline.storage.records import store_requests
+
+    previous = os.environ.get("FORGE_HOME")
+    try:
+        with tempfile.TemporaryDirectory() as directory:
+            os.environ["FORGE_HOME"] = directory
+            store_requests(open_engine(), small_requests(1))
+            os.makedirs(os.path.join(directory, "dagster"))
+            with DagsterInstance.local_temp(os.path.join(directory, "dagster")) as instance:
+                keys = [f"wl_{index:020x}" for index in range(partitions)]
+                for start in range(0, partitions, 10_000):
+                    instance.add_dynamic_partitions(workload_partitions.name, keys[start:start + 10_000])
+                started = time.perf_counter()
+                listed = len(instance.get_dynamic_partitions(workload_partitions.name))
+                listing_s = time.perf_counter() - started
+                context = build_sensor_context(instance=instance, resources={"database": ForgeDatabaseResource()})
+                started = time.perf_counter()
+                result = workload_intake_sensor(context)
+                tick_s = time.perf_counter() - started
+            dispose_engines()
+    finally:
+        if previous is None:
+            os.environ.pop("FORGE_HOME", None)
+        else:
+            os.environ["FORGE_HOME"] = previous
+    assert listed == partitions and len(result.run_requests) == 1
+    return {"partitions": partitions, "listing_s": listing_s, "sensor_tick_s": tick_s}
+
+
+def bench_sensor_latency(workloads: int = 3, timeout_s: float = 300) -> dict:
+    """Launch-to-Finalized from the sensor: `dagster-daemon run` on a fresh home (the intake sensor
+    and the default run launcher, as `forge-pool ui` runs them); after one untimed warm-up
+    workload (the daemon's own start), each tiny workload's time from stored (Pending) to
+    Finalized, one at a time, with no command run for it."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from forge_pipeline.storage.database import dispose_engines, open_engine
+    from forge_pipeline.storage.records import load_workload, store_request
+
+    root = Path(__file__).resolve().parents[1]
+    previous = os.environ.get("FORGE_HOME")
+    latencies = []
+    # ignore_cleanup_errors: the run worker of the last run may still be writing its final events
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as directory:
+        os.environ["FORGE_HOME"] = directory
+        dagster_home = os.path.join(directory, "dagster")
+        os.makedirs(dagster_home)
+        Path(dagster_home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")  # as forge_instance writes
+        engine = open_engine()
+        daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
+                                  cwd=root, env={**os.environ, "DAGSTER_HOME": dagster_home},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            for request in small_requests(workloads + 1):
+                workload_id, _ = store_request(engine, request)
+                started = time.perf_counter()
+                while load_workload(engine, workload_id)["state"] != State.FINALIZED.value:
+                    if time.perf_counter() - started > timeout_s:
+                        raise TimeoutError(f"{workload_id} not Finalized {timeout_s} s after it was stored")
+                    time.sleep(0.1)
+                latencies.append(time.perf_counter() - started)
+        finally:
+            os.killpg(daemon.pid, signal.SIGTERM)
+            daemon.wait(timeout=60)
+            dispose_engines()
+            if previous is None:
+                os.environ.pop("FORGE_HOME", None)
+            else:
+                os.environ["FORGE_HOME"] = previous
+    return {"warm_up_s": latencies[0], "latencies_s": latencies[1:], "worst_s": max(latencies[1:])}

@@ -33,6 +33,18 @@ def main() -> int:
         measured = lifecycle.bench_lifecycle(draws, verification)
         line(f"{measured['draws']:,} draws, {measured['shards']} shards: kernel {measured['kernel_s']:.2f} s, "
              f"lifecycle {measured['lifecycle_s']:.2f} s, ratio {measured['ratio']:.3f} (target <= 1.2)")
+    line("== small workloads: `forge-pool run` (embedded default, batched) / the core lifecycle without Dagster ==")
+    small = lifecycle.bench_small_workloads(20 if quick else 200)
+    line(f"{small['workloads']} workloads: core {small['core_s']:.1f} s, forge-pool run {small['forge_pool_run_s']:.1f} s, "
+         f"factor {small['factor']:.2f} (target <= 2); {small['per_hour']:,.0f} workloads/hour (target >= 30,000)")
+    line("== intake sensor tick with many workload partitions (persistent SQLite instance) ==")
+    scale = lifecycle.bench_sensor_at_scale(10_000 if quick else 100_000)
+    line(f"{scale['partitions']:,} partitions: sensor tick {scale['sensor_tick_s']:.3f} s; listing every partition "
+         f"(what the tick avoids) {scale['listing_s']:.2f} s")
+    line("== launch-to-Finalized of a tiny workload from the sensor (dagster-daemon, no command) ==")
+    latency = lifecycle.bench_sensor_latency(1 if quick else 3)
+    line(f"daemon warm-up {latency['warm_up_s']:.1f} s; latencies {', '.join(f'{s:.1f}' for s in latency['latencies_s'])} s, "
+         f"worst {latency['worst_s']:.1f} s (target <= 10 s)")
     line(f"== verification overhead ({lifecycle.VERIFICATION_SHARDS} shards, Agents with established records): "
          "lifecycle wall time per mode / mode none; replay / original run ==")
     verification = lifecycle.bench_verification(4_000_000 if quick else 100_000_000)

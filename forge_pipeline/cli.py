@@ -15,11 +15,11 @@ import threading
 from importlib import resources
 from pathlib import Path
 
-from forge_pipeline.intake.limits import MAX_JSON_BYTES
 from forge_pipeline.intake.problems import Problem, RequestInvalid
 from forge_pipeline.ledger.checkpoints import CheckpointInvalid
 from forge_pipeline.ledger.ledger import LedgerCorrupt
 from forge_pipeline.ledger.signing import SigningKeyProblem
+from forge_pipeline.operator import print_statements, say, submit
 from forge_pipeline.replay import ReplayImpossible
 from forge_pipeline.states import IllegalTransition, State
 from forge_pipeline.storage import records
@@ -41,36 +41,6 @@ def existing_engine():
     return open_engine()
 
 
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def read_request_files(paths: list[str]) -> list[tuple[str, bytes]]:
-    """Each file's bytes, at most one byte past the document limit (a larger file is refused by size
-    without being read whole); every unreadable file is a problem, all named at once."""
-    documents, problems = [], []
-    for path in paths:
-        try:
-            with open(path, "rb") as handle:
-                documents.append((path, handle.read(MAX_JSON_BYTES + 1)))
-        except (OSError, ValueError) as error:  # ValueError: a NUL byte in the name
-            problems.append(Problem(path, f"cannot read: {getattr(error, 'strerror', None) or error}"))
-    if problems:
-        raise RequestInvalid(problems)
-    return documents
-
-
-def submit(paths: list[str]) -> list[str]:
-    """Admit the request files, all or none (`forge_pipeline.intake.admission`); the database is
-    opened only once every file is valid, so a refused submit writes nothing."""
-    from forge_pipeline.assign.pool import load_pool
-    from forge_pipeline.intake.admission import admit_requests
-
-    documents = read_request_files(paths)
-    stored = admit_requests(documents, load_pool(), open_engine)
-    for (path, _), (workload_id, created) in zip(documents, stored):
-        say(f"{'submitted' if created else 'already submitted'}: {path} -> {workload_id}")
-    return [workload_id for workload_id, _ in stored]
 
 
 def command_submit(arguments) -> int:
@@ -219,20 +189,6 @@ def settle(cycle_key: str) -> bool:
         failures = [event.step_failure_data.error.message.strip() for event in result.get_step_failure_events()]
         say(f"cycle {cycle_key}: settlement failed: {'; '.join(failures) or 'a blocking check failed'}")
     return result.success
-
-
-def print_statements(cycle_key: str) -> None:
-    import polars as pl
-
-    from forge_pipeline.settle import tables
-    from forge_pipeline.settle.settlement import cycle_entries
-
-    frame = cycle_entries(open_engine(), cycle_key)
-    with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True, tbl_rows=50):
-        print(f"credit statement, cycle {cycle_key}")
-        print(tables.credit_statement(frame).collect())
-        print(f"provider payouts, cycle {cycle_key}")
-        print(tables.provider_payouts(frame).collect())
 
 
 def command_settle(arguments) -> int:

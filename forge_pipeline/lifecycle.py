@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -42,7 +43,11 @@ from forge_pipeline.verify.verification import verify_shards
 
 T = TypeVar("T")
 R = TypeVar("R")
-WORKLOAD_FAULTS = (RequestInvalid, InputFault, NoCapableAgent, ShardsExhausted, BudgetExceeded, Unpriced)
+class DeadlinePassed(RuntimeError):
+    """The workload's wall-time limit (policy.wall_time_limit_s) ran out before it finished."""
+
+
+WORKLOAD_FAULTS = (RequestInvalid, InputFault, NoCapableAgent, ShardsExhausted, BudgetExceeded, Unpriced, DeadlinePassed)
 
 
 class WorkloadFailed(RuntimeError):
@@ -125,7 +130,22 @@ def reliability_snapshot(planned: dict) -> dict[str, Reliability]:
     return {agent_id: Reliability(**fields) for agent_id, fields in planned["reliability"].items()}
 
 
+def check_deadline(engine: Engine, planned: dict, stage: str) -> None:
+    """Before each stage after planning: a workload whose wall-time limit (policy.wall_time_limit_s,
+    counted from its first claim, so a crash and a takeover do not reset it) has run out ends
+    Failed with that reason (WorkloadFailed). A stage already running is not cut short."""
+    limit_s = planned["request"]["policy"].get("wall_time_limit_s")
+    if limit_s is None:
+        return
+    started = dt.datetime.strptime(records.claimed_at(engine, planned["workload_id"]), "%Y-%m-%dT%H:%M:%S.%fZ")
+    elapsed_s = (dt.datetime.now(dt.timezone.utc) - started.replace(tzinfo=dt.timezone.utc)).total_seconds()
+    with failing_on_fault(engine, planned["workload_id"], stage):
+        if elapsed_s > limit_s:
+            raise DeadlinePassed(f"wall-time limit of {limit_s} s passed ({elapsed_s:.1f} s since it was claimed)")
+
+
 def start_execution(engine: Engine, planned: dict) -> None:
+    check_deadline(engine, planned, "execution")
     records.transition(engine, planned["workload_id"], State.RUNNING, f"{len(planned['batches'])} Agent batches",
                        forward_only=True)
 
@@ -162,6 +182,7 @@ def collect_attempts(engine: Engine, planned: dict, pool: Pool, batch_attempts: 
 
 def verify_workload(engine: Engine, planned: dict, attempts: list[dict]) -> dict:
     workload_id = planned["workload_id"]
+    check_deadline(engine, planned, "verification")
     records.transition(engine, workload_id, State.VERIFYING, f"mode {planned['plan']['verification']['mode']}",
                        forward_only=True)
     with failing_on_fault(engine, workload_id, "verification"):
@@ -175,6 +196,7 @@ def verify_workload(engine: Engine, planned: dict, attempts: list[dict]) -> dict
 
 def aggregate_workload(engine: Engine, planned: dict, report: dict, artifacts_root: Path) -> dict:
     workload_id = planned["workload_id"]
+    check_deadline(engine, planned, "aggregation")
     records.transition(engine, workload_id, State.AGGREGATING, f"{len(report['accepted'])} shards accepted",
                        forward_only=True)
     plan, arguments = planned["plan"], planned["request"]["arguments"]

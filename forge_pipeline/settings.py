@@ -18,6 +18,15 @@ from pathlib import Path
 from forge_pipeline.intake.problems import Problem, RequestInvalid
 
 EXECUTOR_NAMES = ("multiprocess", "in_process", "celery", "celery_k8s")
+BATCH_SIZE_VARIABLE, DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE = "FORGE_BATCH_SIZE", 200, 10_000
+
+
+def batch_size() -> int:
+    """FORGE_BATCH_SIZE: the most workloads one lifecycle run carries (default DEFAULT_BATCH_SIZE)."""
+    text = os.environ.get(BATCH_SIZE_VARIABLE, "") or str(DEFAULT_BATCH_SIZE)
+    if not text.isdigit() or not 1 <= int(text) <= MAX_BATCH_SIZE:
+        raise ValueError(f"must be a whole number from 1 to {MAX_BATCH_SIZE}, got {text!r}")
+    return int(text)
 
 
 def check_settings() -> None:
@@ -54,11 +63,11 @@ def check_settings() -> None:
                 problems.append(Problem("FORGE_DATABASE_URL", f"cannot create {url.database}: {reason}"))
     if os.environ.get("FORGE_DEVICE", "auto").lower() not in DEVICE_CHOICES:
         problems.append(Problem("FORGE_DEVICE", f"must be one of {', '.join(DEVICE_CHOICES)}"))
-    executor = os.environ.get("FORGE_EXECUTOR", "multiprocess")
+    executor = os.environ.get("FORGE_EXECUTOR", "in_process")
     if executor not in EXECUTOR_NAMES:
         problems.append(Problem("FORGE_EXECUTOR", f"must be one of {', '.join(EXECUTOR_NAMES)}, got {executor!r}"))
     for variable, check in (("FORGE_GPU_BATCHES", gpu_batch_placement), ("FORGE_BILLING_CYCLE", billing_cadence),
-                            ("FORGE_WORK_UNIT_QUOTA", work_unit_quota)):
+                            ("FORGE_WORK_UNIT_QUOTA", work_unit_quota), (BATCH_SIZE_VARIABLE, batch_size)):
         try:
             check()
         except ValueError as error:

@@ -397,7 +397,7 @@ def cycle_key_of(day: dt.date) -> str:
 
 def report(pool: Pool, workload_ids: list[str], cycle_key: str | None) -> bool:
     """Each workload's state, charge and digests; the cycle's statements; the ledger check. True when intact."""
-    from forge_pipeline.cli import print_statements
+    from forge_pipeline.operator import print_statements
     from forge_pipeline.ledger.ledger import verify_chain
     from forge_pipeline.status import workload_status
     from forge_pipeline.storage.database import open_engine
@@ -426,7 +426,7 @@ def pending_workloads(pool: Pool) -> list[str]:
 
 
 def submit_files(pool: Pool, paths: list[str]) -> list[str]:
-    from forge_pipeline.cli import submit
+    from forge_pipeline.operator import submit
 
     with entered(pool):
         return submit(paths)

@@ -31,7 +31,9 @@ EXECUTION_CLASSES = ("any", "gpu", "cpu")
 UINT64_MAX = (1 << 64) - 1
 REQUIRED_FIELDS = {"request_id", "organization", "project", "workspace", "adapter", "primitive", "profile", "arguments"}
 OPTIONAL_FIELDS = {"policy", "replay", "tags"}
-POLICY_FIELDS = {"verification", "sample_rate", "execution_class", "max_credits_ucr", "shard_size", "replicas"}
+POLICY_FIELDS = {"verification", "sample_rate", "execution_class", "max_credits_ucr", "shard_size", "replicas",
+                 "wall_time_limit_s"}
+MAX_WALL_TIME_LIMIT_S = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -132,8 +134,12 @@ def _policy(policy: Any, profile: dict | None, primitive, problems: Problems) ->
     elif type(replicas) is not int or replicas != 1:
         problems.add("policy.replicas", "applies only with verification multi_node (else it is 1)")
         replicas = None
+    wall_time_limit = resolved.get("wall_time_limit_s")
+    if wall_time_limit is not None:
+        wall_time_limit = problems.integer(wall_time_limit, "policy.wall_time_limit_s", 1, MAX_WALL_TIME_LIMIT_S)
     if None in (verification, rate, execution_class, shard_size, replicas):
         return None
+    # The wall-time limit appears only when set, so requests without one keep their canonical form.
     return {
         "verification": verification,
         "sample_rate": rate,
@@ -141,6 +147,7 @@ def _policy(policy: Any, profile: dict | None, primitive, problems: Problems) ->
         "max_credits_ucr": max_credits,
         "shard_size": shard_size,
         "replicas": replicas,
+        **({"wall_time_limit_s": wall_time_limit} if wall_time_limit is not None else {}),
     }
 
 

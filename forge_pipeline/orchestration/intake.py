@@ -13,7 +13,8 @@ from forge_pipeline.orchestration.metadata import problems_metadata
 from forge_pipeline.orchestration.resources import AgentPoolResource, ForgeDatabaseResource
 from forge_pipeline.orchestration.workload_assets import WORKLOAD_ASSETS, workload_partitions
 from forge_pipeline.states import State
-from forge_pipeline.orchestration.runs import batch_size, partition_ranges, range_tags, stranded_workloads
+from forge_pipeline.orchestration.runs import partition_ranges, range_tags, stranded_workloads
+from forge_pipeline.settings import batch_size
 from forge_pipeline.storage.records import claims_in_flight, list_workload_ids
 
 workload_lifecycle_job = define_asset_job(
@@ -49,19 +50,26 @@ def submit_request():
 
 @sensor(job=workload_lifecycle_job, minimum_interval_seconds=5, default_status=DefaultSensorStatus.RUNNING)
 def workload_intake_sensor(context: SensorEvaluationContext, database: ForgeDatabaseResource) -> SensorResult:
-    """New Pending workloads become partitions, run in batches of at most FORGE_BATCH_SIZE (one run
-    per range of consecutive partitions); stranded workloads (in flight, their run dead) get a
-    run that takes them over, once per dead claim."""
-    engine, size = database.engine(), batch_size()
-    known = context.instance.get_dynamic_partitions(workload_partitions.name)
-    known_set = set(known)
-    new = [workload_id for workload_id in list_workload_ids(engine, State.PENDING) if workload_id not in known_set]
-    holders = claims_in_flight(engine)
-    stranded = [workload_id for workload_id in stranded_workloads(engine, context.instance) if workload_id in known_set]
+    """New Pending workloads become partitions, appended in order, and run in batches of at most
+    FORGE_BATCH_SIZE (one run per range of consecutive partitions); stranded workloads (in
+    flight, their run dead) get a run that takes them over, once per dead claim.
+
+    A tick asks Dagster about the pending workloads only, never for the whole partition set,
+    so its cost does not grow with the number of workloads ever run (benchmarks/lifecycle.py)."""
+    engine, size, instance = database.engine(), batch_size(), context.instance
+    new = [workload_id for workload_id in list_workload_ids(engine, State.PENDING)
+           if not instance.has_dynamic_partition(workload_partitions.name, workload_id)]
     run_requests = [RunRequest(run_key=f"batch:{batch[0]}:{batch[-1]}", tags=range_tags(batch))
-                    for batch in partition_ranges([*known, *new], new, size)]
-    run_requests += [RunRequest(run_key="resume:" + digest([[workload_id, holders[workload_id]] for workload_id in batch]),
-                                tags=range_tags(batch))
-                     for batch in partition_ranges(known, stranded, size)]
+                    for batch in (new[start:start + size] for start in range(0, len(new), size))]
+    stranded = stranded_workloads(engine, instance)
+    if stranded:
+        holders = claims_in_flight(engine)
+        known = instance.get_dynamic_partitions(workload_partitions.name)
+        known_set = set(known)
+        run_requests += [
+            RunRequest(run_key="resume:" + digest([[workload_id, holders[workload_id]] for workload_id in batch]),
+                       tags=range_tags(batch))
+            for batch in partition_ranges(known, [workload_id for workload_id in stranded if workload_id in known_set],
+                                          size)]
     return SensorResult(run_requests=run_requests,
                         dynamic_partitions_requests=[workload_partitions.build_add_request(new)] if new else [])

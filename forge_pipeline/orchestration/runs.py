@@ -14,6 +14,7 @@ from dagster import DagsterInstance, DagsterRun
 from filelock import FileLock
 
 from forge_pipeline.home import dagster_home
+from forge_pipeline.settings import batch_size
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # Lifecycle runs from the command line: the command prints each workload's state and reason,
@@ -27,7 +28,6 @@ HOST_TAG, PID_TAG = "forge/host", "forge/pid"
 ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 BATCH_TAG = "forge/workloads"  # how many workloads the run carries
-BATCH_SIZE_VARIABLE, DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE = "FORGE_BATCH_SIZE", 200, 10_000
 
 
 class RunInterrupted(Exception):
@@ -98,14 +98,6 @@ def stranded_workloads(engine, instance: DagsterInstance) -> list[str]:
 
     holder_is_dead = claim_holder_is_dead(instance)
     return [workload_id for workload_id, holder in claims_in_flight(engine).items() if holder_is_dead(holder)]
-
-
-def batch_size() -> int:
-    """FORGE_BATCH_SIZE: the most workloads one lifecycle run carries (default DEFAULT_BATCH_SIZE)."""
-    text = os.environ.get(BATCH_SIZE_VARIABLE, "") or str(DEFAULT_BATCH_SIZE)
-    if not text.isdigit() or not 1 <= int(text) <= MAX_BATCH_SIZE:
-        raise ValueError(f"must be a whole number from 1 to {MAX_BATCH_SIZE}, got {text!r}")
-    return int(text)
 
 
 def partition_ranges(partition_keys: list[str], workload_ids: list[str], size: int) -> list[list[str]]:

@@ -196,6 +196,14 @@ def _claim_row(engine: Engine, workload_id: str):
     return row
 
 
+def claimed_at(engine: Engine, workload_id: str) -> str | None:
+    """When the workload was first claimed (its Pending -> Planned event), or None while Pending."""
+    with engine.connect() as connection:
+        return connection.execute(select(workload_events.c.at).where(
+            workload_events.c.workload_id == workload_id, workload_events.c.to_state == State.PLANNED.value)
+            .order_by(workload_events.c.event_id).limit(1)).scalar_one_or_none()
+
+
 def claims_in_flight(engine: Engine) -> dict[str, str | None]:
     """Every workload between claim and end (Planned ... Aggregating) and the run that holds it."""
     with engine.connect() as connection:

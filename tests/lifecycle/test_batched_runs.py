@@ -68,3 +68,24 @@ def test_a_run_covers_only_consecutive_partitions_and_at_most_the_batch_size():
     keys = [f"wl_{index}" for index in range(10)]
     assert partition_ranges(keys, ["wl_5", "wl_1", "wl_2", "wl_3", "wl_9", "wl_4"], 3) == [
         ["wl_1", "wl_2", "wl_3"], ["wl_4", "wl_5"], ["wl_9"]]
+
+
+def test_the_sensor_requests_a_run_for_a_workload_whose_run_is_dead(forge_home):
+    """A workload left Running by a run this instance does not know (dead): the sensor requests one
+    run over its partition, and once only for that dead claim; that run finalizes it."""
+    from forge_pipeline.states import State
+    from forge_pipeline.storage.records import claim, transition
+
+    engine = open_engine()
+    workload_id = store_request(engine, validate_request(request()))[0]
+    claim(engine, workload_id, "run-that-died")
+    transition(engine, workload_id, State.RUNNING, "batches")
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(workload_partitions.name, [workload_id])
+    evaluation = workload_intake_sensor(build_sensor_context(instance=instance, resources={
+        "database": ForgeDatabaseResource()}))
+    [run_request] = evaluation.run_requests
+    assert run_request.run_key.startswith("resume:") and run_request.tags[
+        "dagster/asset_partition_range_start"] == workload_id
+    result = defs.resolve_job_def("workload_lifecycle").execute_in_process(instance=instance, tags=run_request.tags)
+    assert result.success and load_workload(engine, workload_id)["state"] == "Finalized"

@@ -183,3 +183,24 @@ def test_sigterm_ends_the_run_cleanly_and_starts_no_other(tmp_path):
     engine.dispose()
     assert all(workload["state"] == "Finalized" for workload in result.values())
     assert len(keys) == len(set(keys))
+
+
+def test_a_workload_past_its_wall_time_limit_ends_failed_with_the_reason(forge_home):
+    """policy.wall_time_limit_s: a workload still unfinished when it runs out ends Failed naming the limit,
+    with nothing billable; a limit that is not a positive whole number is refused by its field path."""
+    from forge_pipeline import lifecycle
+    from forge_pipeline.assign.pool import load_pool
+    from forge_pipeline.intake.problems import RequestInvalid
+
+    with pytest.raises(RequestInvalid, match="policy.wall_time_limit_s"):
+        validate_request(request(policy={"wall_time_limit_s": 0}))
+    engine = open_engine()
+    workload_id, _ = records.store_request(engine, validate_request(request(policy={"wall_time_limit_s": 1})))
+    planned = lifecycle.plan_workload(engine, lifecycle.admitted_request(engine, workload_id, "run-1"), load_pool(),
+                                      False)
+    time.sleep(1.2)
+    with pytest.raises(lifecycle.WorkloadFailed, match="wall-time limit of 1 s"):
+        lifecycle.start_execution(engine, planned)
+    workload = records.load_workload(engine, workload_id)
+    assert workload["state"] == "Failed" and "wall-time limit" in workload["state_reason"]
+    assert records.usage_record_of(engine, workload_id) is None

@@ -216,7 +216,8 @@ def test_a_workload_is_claimed_by_one_run(forge_home):
 
 
 def test_rematerializing_a_disputed_workloads_usage_record_does_not_resolve_it(forge_home):
-    """Running usage_record again for a Disputed workload fails and leaves it Disputed and unbilled."""
+    """Running usage_record again for a Disputed workload fails for that workload (named on its
+    materialization) and leaves it Disputed and unbilled."""
     from dagster import AssetSelection, DagsterInstance, materialize
 
     from forge_pipeline.definitions import resources
@@ -232,7 +233,8 @@ def test_rematerializing_a_disputed_workloads_usage_record_does_not_resolve_it(f
     dispute(engine, workload_id, "wrong output")
     again = materialize(WORKLOAD_ASSETS, selection=AssetSelection.assets(usage_record), partition_key=workload_id,
                         instance=instance, resources=resources(), raise_on_error=False)
-    assert not again.success
+    [materialization] = [event.event_specific_data.materialization for event in again.get_asset_materialization_events()]
+    assert "Disputed" in materialization.metadata["failed"].value
     assert load_workload(engine, workload_id)["state"] == "Disputed"
     assert settle_cycle(engine, today_cycle())["billable_workloads"] == 0
 
