@@ -1,6 +1,8 @@
 """The demo's sample requests: valid, and on the newest version of each primitive they use."""
 
-from forge_pipeline.cli import demo_requests, read_requests
+from forge_pipeline.assign.pool import load_pool
+from forge_pipeline.cli import demo_requests
+from forge_pipeline.intake.admission import read_request
 from forge_pipeline.execute.primitives import PRIMITIVES
 from forge_pipeline.settle.rate_card import load_rate_card
 
@@ -12,7 +14,8 @@ def test_demo_requests_validate_and_use_the_newest_primitive_versions():
     for primitive in PRIMITIVES.values():
         family_name = f"{primitive.family}/{primitive.name}"
         newest[family_name] = max(newest.get(family_name, 0), primitive.version)
-    requests = read_requests([str(path) for path in demo_requests()])
+    pool = load_pool()
+    requests = [read_request(path.read_bytes(), pool, source=str(path)) for path in demo_requests()]
     card = load_rate_card()
     used = {request.document["primitive"] for request in requests}
     assert used == {f"{family_name}@{version}" for family_name, version in newest.items()}
