@@ -171,3 +171,34 @@ def test_rotated_key_is_trusted_through_its_announcement(engine, capsys):
     signing_key_path().write_bytes(current)
     result = check_ledger(engine).ledger
     assert (result.ok, result.problem) == (False, ChainProblem.BAD_SIGNATURE)
+
+
+def test_settlement_signs_a_checkpoint_shown_in_metadata_statements_and_exports(forge_home, tmp_path, capsys):
+    """Through Dagster: the settlement's materialization carries the signed checkpoint of the ledger after posting;
+    the statement's Parquet metadata and every export line carry it; the auditor's copy verifies."""
+    import polars as pl
+    from dagster import DagsterInstance
+
+    from forge_pipeline.definitions import defs
+    from forge_pipeline.storage.database import open_engine
+    from tests.money.workloads import finalize, today_cycle
+
+    engine = open_engine()
+    finalize(engine, request_id="checkpointed")
+    instance = DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("billing_cycle_settlement").execute_in_process(
+        partition_key=today_cycle().key, instance=instance, raise_on_error=False)
+    assert result.success
+    materialization = next(event.materialization for event in result.get_asset_materialization_events()
+                           if event.materialization.asset_key.path == ["settlement_postings"])
+    checkpoint = materialization.metadata["ledger_checkpoint"].value
+    assert checkpoint == checkpoint_log.read_checkpoint_log()[-1][1]
+    assert checkpoint["size"] == len(entries(engine))
+    statement = result.output_for_node("credit_statement")
+    assert json.loads(pl.read_parquet_metadata(statement["path"])["forge_ledger_checkpoint"]) == checkpoint
+    assert main(["export", "--cycle", today_cycle().key, "--format", "csv", "-o", str(tmp_path / "out.csv")]) == 0
+    exported = json.loads(pl.read_csv(tmp_path / "out.csv")["ledger_checkpoint"][0])
+    assert exported["size"] == checkpoint["size"] and exported["head_hash"] == checkpoint["head_hash"]
+    kept = tmp_path / "kept.json"
+    kept.write_text(json.dumps(exported))
+    assert main(["ledger", "verify", "--checkpoint", str(kept)]) == 0
