@@ -45,8 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from forge_pipeline.canonical import canonical_json
 from forge_pipeline.ledger import checkpoints as checkpoint_log
 from forge_pipeline.ledger.chain import GENESIS_HASH, HASHED_FIELDS, hash_values
-from forge_pipeline.ledger.signing import (Signer, activate_next_key, key_id, load_signer, signature_valid,
-                                           stage_next_key)
+from forge_pipeline.ledger.signing import Signer, key_id, load_signer, signature_valid
 from forge_pipeline.merkle import EMPTY_ROOT, MerkleFrontier, leaf_hash
 from forge_pipeline.storage.database import (LEDGER_LOCK_KEY, exclusive_transaction, ledger_entries,
                                              ledger_signatures, utc_now)
