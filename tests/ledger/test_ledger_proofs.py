@@ -15,10 +15,11 @@ from forge_pipeline.cli import main
 from forge_pipeline.ledger import checkpoints as checkpoint_log
 from forge_pipeline.ledger.checkpoints import CheckpointInvalid
 from forge_pipeline.ledger.integrity import (check_ledger, checkpoint_ledger, consistency_proofs, entry_hashes,
-                                             inclusion_proofs, rotate_signing_key)
+                                             inclusion_proofs)
 from forge_pipeline.ledger.ledger import ChainProblem, entries, post_transaction, post_transactions
 from forge_pipeline.ledger.proof_check import verify_proof
-from forge_pipeline.ledger.signing import load_signer, public_key_path, read_public_key, signing_key_path
+from forge_pipeline.ledger.signing import (load_signer, public_key_path, public_key_pem, read_public_key,
+                                           signing_key_path)
 from forge_pipeline.merkle import MerkleTree, ProofInvalid
 
 ENTRIES = 10_002  # 3,334 settlements of three entries
@@ -152,11 +153,16 @@ def test_signing_key_is_created_on_first_use_with_mode_0600(engine, tmp_path, mo
 
 
 def test_rotated_key_is_trusted_through_its_announcement(engine, capsys):
-    """After rotation the new key signs; verify follows the announcement signed by the old key; a write signed by
-    the old key after the rotation is not accepted."""
+    """`ledger rotate-key`: the new key signs; verify follows the announcement signed by the old key; a write signed
+    by the old key after the rotation is not accepted; `ledger public-key` prints the new key."""
     post_transaction(engine, **vars(settlement(0)))
     checkpoint_ledger(engine)
-    old, new = rotate_signing_key(engine)
+    old = load_signer().key_id
+    assert main(["ledger", "rotate-key"]) == 0
+    new = load_signer().key_id
+    capsys.readouterr()
+    assert main(["ledger", "public-key"]) == 0
+    assert capsys.readouterr().out.encode() == public_key_pem(load_signer().public_key)
     post_transaction(engine, **vars(settlement(1)))
     after = checkpoint_ledger(engine)
     assert old != new and after["key_id"] == new == load_signer().key_id
