@@ -1,6 +1,8 @@
-"""Each way of changing the ledger behind its back, found by verify_chain at the first bad entry.
+"""Each way of changing the ledger behind its back.
 
-The ledger holds four settlements of three entries: transactions at 1-3, 4-6, 7-9, 10-12.
+First, what the hash chain alone finds (`verify_chain`, at the first bad entry), on a ledger of four
+settlements of three entries: transactions at 1-3, 4-6, 7-9, 10-12. Then (below) the insider who
+recomputes hashes: caught by the signatures, the checkpoints and the derived-table checks.
 """
 
 import pytest
@@ -380,11 +382,14 @@ def forged_second_settlement(engine, usage):
 
 
 def test_forged_balanced_transaction_appended_is_caught(audited, capsys):
-    """A balanced second settlement of a settled workload, perfectly chained, is in no signed write."""
+    """A balanced second settlement of a settled workload, perfectly chained, is in no signed write; the hub refuses
+    to post after it."""
     engine, usage = audited
     first = forged_second_settlement(engine, usage)
     assert verify_chain(engine).ok  # the chain alone is fooled
     assert_caught(engine, capsys, f"entry {first}:", "no signed write")
+    with pytest.raises(LedgerCorrupt, match="not covered by the hub's signature"):  # nor does the hub sign over it
+        post_transaction(engine, **vars(synthetic_settlement(99)))
 
 
 def test_forged_transaction_with_a_forged_signature_row_is_caught(audited, capsys):
