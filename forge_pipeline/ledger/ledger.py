@@ -35,7 +35,7 @@ import enum
 import functools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -237,7 +237,7 @@ def verify_ledger(engine: Engine, trust: Trust | None) -> VerifyResult:
     signed rotation entry announced); every checkpoint signed by such a key and matched by
     the head hash and Merkle root at its size. Stops at the first problem; a checkpoint
     beyond the ledger's end, or writes signed beyond it, are found once the walk ends."""
-    walk = _Walk(engine, trust)
+    walk = _Walk(trust)
     expected_sequence, prev_hash, checked = 1, GENESIS_HASH, 0
     transaction_id, transaction_start, transaction_sum = None, 0, 0
     query = select(*(ledger_entries.c[name] for name in _COLUMNS)).order_by(ledger_entries.c.sequence)
@@ -273,7 +273,7 @@ def verify_ledger(engine: Engine, trust: Trust | None) -> VerifyResult:
 class _Walk:
     """The signature and checkpoint side of `verify_ledger`, fed one verified entry at a time."""
 
-    def __init__(self, engine: Engine, trust: Trust | None):
+    def __init__(self, trust: Trust | None):
         self.trust, self.frontier = trust, MerkleFrontier()
         self.keys: dict[str, bytes] = {}
         self.active_key_id: str | None = None
@@ -281,16 +281,17 @@ class _Walk:
             self.active_key_id = key_id(trust.root_public_key)
             self.keys[self.active_key_id] = trust.root_public_key
         self.announced: bytes | None = None  # a key announced in the write being walked
-        self.signatures: list = []
-        self.next_signature = 0
+        self.signatures: Iterator[Row] = iter(())  # the signed writes in order, streamed beside the entries
+        self.next_signed: Row | None = None
         self.write_start = 1
         self.checkpoints = sorted(trust.checkpoints if trust else (), key=lambda item: item[1]["size"])
         self.next_checkpoint = 0
 
     def start(self, connection: Connection) -> tuple[ChainProblem, int, str] | None:
-        """Read the signed writes; check the checkpoints of the empty ledger."""
-        self.signatures = connection.execute(select(ledger_signatures)
-                                             .order_by(ledger_signatures.c.last_sequence)).all()
+        """Open the signed writes; check the checkpoints of the empty ledger."""
+        self.signatures = iter(connection.execute(select(ledger_signatures).order_by(ledger_signatures.c.last_sequence)
+                                                  .execution_options(yield_per=VERIFY_ROWS_PER_FETCH)))
+        self.next_signed = next(self.signatures, None)
         return self._checkpoints_at(0, GENESIS_HASH)
 
     def _checkpoints_at(self, size: int, head_hash: str) -> tuple[ChainProblem, int, str] | None:
@@ -309,7 +310,7 @@ class _Walk:
                 self.announced = bytes.fromhex(json.loads(row.memo)["public_key"])
             except (ValueError, KeyError, TypeError):
                 return ChainProblem.BAD_SIGNATURE, sequence, f"key rotation entry {sequence} names no public key"
-        signed = self.signatures[self.next_signature] if self.next_signature < len(self.signatures) else None
+        signed = self.next_signed
         if sequence == self.write_start and (signed is None or signed.first_sequence != sequence):
             return (ChainProblem.NOT_SIGNED, sequence, f"entries from {sequence} are in no signed write"
                     + ("" if signed is None else f" (the next one covers {signed.first_sequence}..{signed.last_sequence})"))
@@ -317,7 +318,7 @@ class _Walk:
             broken = self._signed_write(signed, row)
             if broken is not None:
                 return broken
-            self.next_signature += 1
+            self.next_signed = next(self.signatures, None)
             self.write_start = sequence + 1
         return self._checkpoints_at(sequence, row.entry_hash)
 
@@ -327,8 +328,8 @@ class _Walk:
             return (ChainProblem.CHECKPOINT_CONTRADICTED, size + 1,
                     f"{checkpoint_log.describe(checkpoint, source)} has {checkpoint['size']} entries, the ledger "
                     f"only {size}: entries {size + 1}..{checkpoint['size']} were removed")
-        if self.next_signature < len(self.signatures):
-            signed = self.signatures[self.next_signature]
+        if self.next_signed is not None:
+            signed = self.next_signed
             return (ChainProblem.NOT_SIGNED, size + 1, f"a signed write covers entries {signed.first_sequence}.."
                     f"{signed.last_sequence}, the ledger ends at entry {size}: entries were removed")
         if self.trust.current_key_id is not None and self.active_key_id != self.trust.current_key_id:
