@@ -23,6 +23,8 @@ def upgrade() -> None:
         sa.Column("last_sequence", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("first_sequence", sa.BigInteger, nullable=False),
         sa.Column("head_hash", sa.String(64), nullable=False),
+        sa.Column("merkle_root", sa.String(64), nullable=False),
+        sa.Column("frontier", sa.Text, nullable=False),
         sa.Column("key_id", sa.String(64), nullable=False),
         sa.Column("signed_at", sa.String(32), nullable=False),
         sa.Column("signature", sa.String(128), nullable=False),
