@@ -52,10 +52,18 @@ def main() -> int:
         line(f"{mode:<18} {verification['seconds'][mode]:.2f} s  ratio {ratio:.3f}")
     line(f"targets: replay_sample at 10% <= 1.15, multi_node k=2 <= 2.1; replay {verification['replay_s']:.2f} s, "
          f"ratio to the original run {verification['replay_ratio']:.3f} (target <= 1.1)")
-    line("== ledger posting with the hash chain vs raw sqlite3 executemany of the same rows ==")
+    line("== ledger posting with the hash chain, Ed25519 signature and Merkle tree vs raw sqlite3 executemany "
+         "of the same rows ==")
     posting = ledger.bench_posting(20_000 if quick else 200_000)
     line(f"{posting['entries']:,} entries: ledger {posting['ledger_entries_per_second']:,}/s, raw sqlite3 "
          f"{posting['raw_entries_per_second']:,}/s, ratio {posting['ledger_to_raw_ratio']:.3f} (target >= 0.5)")
+    line("== ledger verify (chain, signatures, checkpoint) vs reading the rows alone; inclusion proofs ==")
+    audit = ledger.bench_verify_and_prove(20_000 if quick else 1_000_000)
+    line(f"{audit['entries']:,} entries: verify {audit['verify_s']:.2f} s (chain alone {audit['chain_only_s']:.2f} s), "
+         f"reading the rows {audit['read_s']:.2f} s, ratio {audit['verify_to_read_ratio']:.2f}")
+    for size, proof in audit["proofs"].items():
+        line(f"inclusion proof at {size:,} entries: {proof['prove_us']:.1f} us to prove, {proof['verify_us']:.1f} us "
+             f"to verify, {proof['path_length']} hashes (tree built in {proof['tree_build_s']:.2f} s)")
     line("== settling one billing cycle end to end: ledger postings (4 entries per workload) + statements ==")
     cycle = settle_cycle.bench_settle_cycle(5_000 if quick else 1_000_000)
     line(f"{cycle['workloads']:,} finalized workloads: postings {cycle['posting_s']:.1f} s, with statements "

@@ -256,7 +256,7 @@ def command_ledger_prove(arguments) -> int:
     if arguments.consistency:
         old, new = (logged_or_file_checkpoint(text) for text in arguments.consistency)
         try:
-            proof = integrity.consistency_proof(engine, old, new)
+            proof = integrity.consistency_proofs(engine, [old], new)[0]
         except ValueError as error:
             raise RequestInvalid([Problem("--consistency", str(error))]) from None
         print(json.dumps(proof, indent=2))

@@ -47,7 +47,7 @@ DATABASE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,50}")
 # environment of `up` and given to every later process of the pool, so a `pool run` from
 # another shell cannot disagree with the workers.
 CARRIED_SETTINGS = ("FORGE_CELERY_BACKEND", "FORGE_CELERY_TRANSPORT_OPTIONS", "FORGE_POOL_FILE", "FORGE_DEVICE",
-                    "FORGE_GPU_BATCHES", "FORGE_BILLING_CYCLE")
+                    "FORGE_GPU_BATCHES", "FORGE_BILLING_CYCLE", "FORGE_SIGNING_KEY")
 
 
 def say(message: str) -> None:

@@ -218,10 +218,11 @@ def transaction_sequences(engine: Engine, transaction_id: str) -> list[int]:
                                        .order_by(ledger_entries.c.sequence)).scalars())
 
 
-def consistency_proof(engine: Engine, old: Mapping[str, Any], new: Mapping[str, Any]) -> dict:
-    """That the ledger of checkpoint `old` is a prefix of the ledger of checkpoint `new`."""
-    if not 0 < old["size"] <= new["size"]:
-        raise ValueError(f"the old checkpoint must have 1 to {new['size']} entries, it has {old['size']}")
+def consistency_proofs(engine: Engine, olds: Sequence[Mapping[str, Any]], new: Mapping[str, Any]) -> list[dict]:
+    """That the ledger of each checkpoint in `olds` is a prefix of the ledger of checkpoint `new` (one tree for all)."""
+    for old in olds:
+        if not 0 < old["size"] <= new["size"]:
+            raise ValueError(f"the old checkpoint must have 1 to {new['size']} entries, it has {old['size']}")
     tree = _tree_matching(engine, new)
-    return {"format": CONSISTENCY_FORMAT, "old": dict(old), "new": dict(new),
-            "proof": [node.hex() for node in tree.consistency_proof(old["size"])]}
+    return [{"format": CONSISTENCY_FORMAT, "old": dict(old), "new": dict(new),
+             "proof": [node.hex() for node in tree.consistency_proof(old["size"])]} for old in olds]

@@ -18,11 +18,11 @@ insert. A killed writer leaves either all of its transactions or none.
 
 Signatures and the Merkle tree: each write also appends one row to `ledger_signatures`, the
 hub's Ed25519 signature (signing.py; the key is outside the database) over the write's first
-and last sequence, the head hash after it and the RFC 6962 Merkle root over every entry so
-far. `verify_ledger` checks every entry is covered by a valid signature of the ledger's key
+and last sequence and the head hash after it (which commits to every entry before it: one
+signature per write, not per entry, keeps posting cheap). `verify_ledger` checks every entry is covered by a valid signature of the ledger's key
 (or of a key a signed `key_rotation` entry announced), and that the ledger agrees with every
-signed checkpoint it is given (checkpoints.py): the head hash and Merkle root at each
-checkpoint's size. So an entry written without the key is found, and so is a truncated or
+signed checkpoint it is given (checkpoints.py): the head hash and the RFC 6962 Merkle root
+(recomputed over the entry hashes as it walks) at each checkpoint's size. So an entry written without the key is found, and so is a truncated or
 re-chained ledger that any checkpoint saw before.
 
 Nothing here updates or deletes a ledger row. A mistake is undone by a compensating
@@ -35,7 +35,7 @@ import enum
 import functools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,8 +45,7 @@ from sqlalchemy.exc import IntegrityError
 from forge_pipeline.canonical import canonical_json
 from forge_pipeline.ledger import checkpoints as checkpoint_log
 from forge_pipeline.ledger.chain import GENESIS_HASH, HASHED_FIELDS, hash_values
-from forge_pipeline.ledger.signing import (Signer, activate_next_key, key_id, load_signer, signature_valid,
-                                           stage_next_key)
+from forge_pipeline.ledger.signing import Signer, key_id, load_signer, signature_valid
 from forge_pipeline.merkle import EMPTY_ROOT, MerkleFrontier, leaf_hash
 from forge_pipeline.storage.database import (LEDGER_LOCK_KEY, exclusive_transaction, ledger_entries,
                                              ledger_signatures, utc_now)
@@ -238,7 +237,7 @@ def verify_ledger(engine: Engine, trust: Trust | None) -> VerifyResult:
     signed rotation entry announced); every checkpoint signed by such a key and matched by
     the head hash and Merkle root at its size. Stops at the first problem; a checkpoint
     beyond the ledger's end, or writes signed beyond it, are found once the walk ends."""
-    walk = _Walk(engine, trust)
+    walk = _Walk(trust)
     expected_sequence, prev_hash, checked = 1, GENESIS_HASH, 0
     transaction_id, transaction_start, transaction_sum = None, 0, 0
     query = select(*(ledger_entries.c[name] for name in _COLUMNS)).order_by(ledger_entries.c.sequence)
@@ -274,7 +273,7 @@ def verify_ledger(engine: Engine, trust: Trust | None) -> VerifyResult:
 class _Walk:
     """The signature and checkpoint side of `verify_ledger`, fed one verified entry at a time."""
 
-    def __init__(self, engine: Engine, trust: Trust | None):
+    def __init__(self, trust: Trust | None):
         self.trust, self.frontier = trust, MerkleFrontier()
         self.keys: dict[str, bytes] = {}
         self.active_key_id: str | None = None
@@ -282,16 +281,17 @@ class _Walk:
             self.active_key_id = key_id(trust.root_public_key)
             self.keys[self.active_key_id] = trust.root_public_key
         self.announced: bytes | None = None  # a key announced in the write being walked
-        self.signatures: list = []
-        self.next_signature = 0
+        self.signatures: Iterator[Row] = iter(())  # the signed writes in order, streamed beside the entries
+        self.next_signed: Row | None = None
         self.write_start = 1
         self.checkpoints = sorted(trust.checkpoints if trust else (), key=lambda item: item[1]["size"])
         self.next_checkpoint = 0
 
     def start(self, connection: Connection) -> tuple[ChainProblem, int, str] | None:
-        """Read the signed writes; check the checkpoints of the empty ledger."""
-        self.signatures = connection.execute(select(ledger_signatures)
-                                             .order_by(ledger_signatures.c.last_sequence)).all()
+        """Open the signed writes; check the checkpoints of the empty ledger."""
+        self.signatures = iter(connection.execute(select(ledger_signatures).order_by(ledger_signatures.c.last_sequence)
+                                                  .execution_options(yield_per=VERIFY_ROWS_PER_FETCH)))
+        self.next_signed = next(self.signatures, None)
         return self._checkpoints_at(0, GENESIS_HASH)
 
     def _checkpoints_at(self, size: int, head_hash: str) -> tuple[ChainProblem, int, str] | None:
@@ -310,7 +310,7 @@ class _Walk:
                 self.announced = bytes.fromhex(json.loads(row.memo)["public_key"])
             except (ValueError, KeyError, TypeError):
                 return ChainProblem.BAD_SIGNATURE, sequence, f"key rotation entry {sequence} names no public key"
-        signed = self.signatures[self.next_signature] if self.next_signature < len(self.signatures) else None
+        signed = self.next_signed
         if sequence == self.write_start and (signed is None or signed.first_sequence != sequence):
             return (ChainProblem.NOT_SIGNED, sequence, f"entries from {sequence} are in no signed write"
                     + ("" if signed is None else f" (the next one covers {signed.first_sequence}..{signed.last_sequence})"))
@@ -318,7 +318,7 @@ class _Walk:
             broken = self._signed_write(signed, row)
             if broken is not None:
                 return broken
-            self.next_signature += 1
+            self.next_signed = next(self.signatures, None)
             self.write_start = sequence + 1
         return self._checkpoints_at(sequence, row.entry_hash)
 
@@ -328,8 +328,8 @@ class _Walk:
             return (ChainProblem.CHECKPOINT_CONTRADICTED, size + 1,
                     f"{checkpoint_log.describe(checkpoint, source)} has {checkpoint['size']} entries, the ledger "
                     f"only {size}: entries {size + 1}..{checkpoint['size']} were removed")
-        if self.next_signature < len(self.signatures):
-            signed = self.signatures[self.next_signature]
+        if self.next_signed is not None:
+            signed = self.next_signed
             return (ChainProblem.NOT_SIGNED, size + 1, f"a signed write covers entries {signed.first_sequence}.."
                     f"{signed.last_sequence}, the ledger ends at entry {size}: entries were removed")
         if self.trust.current_key_id is not None and self.active_key_id != self.trust.current_key_id:
@@ -345,16 +345,13 @@ class _Walk:
 
     def _signed_write(self, signed: Row, row: Row) -> tuple[ChainProblem, int, str] | None:
         sequence, start = row.sequence, self.write_start
-        root = self.frontier.root().hex()
-        if (signed.head_hash, signed.merkle_root) != (row.entry_hash, root):
+        if signed.head_hash != row.entry_hash:
             return (ChainProblem.BAD_SIGNATURE, start, f"the write of entries {start}..{sequence} was signed with head "
-                                                       f"{signed.head_hash[:16]}… and root {signed.merkle_root[:16]}…, "
-                                                       f"the entries give {row.entry_hash[:16]}… and {root[:16]}…")
+                                                       f"{signed.head_hash[:16]}…, the entries give {row.entry_hash[:16]}…")
         if self.active_key_id is None:
             return ChainProblem.KEY_MISMATCH, start, "there is no public key file to check the signatures with"
         public_key = self.keys.get(signed.key_id) if signed.key_id == self.active_key_id else None
-        message = write_signature_message(start, sequence, signed.head_hash, signed.merkle_root, signed.key_id,
-                                          signed.signed_at)
+        message = write_signature_message(start, sequence, signed.head_hash, signed.key_id, signed.signed_at)
         if public_key is None or not signature_valid(public_key, message, signed.signature):
             return (ChainProblem.BAD_SIGNATURE, start, f"the write of entries {start}..{sequence} is not signed by the "
                                                        f"ledger's key {str(self.active_key_id)[:16]}…")
@@ -423,48 +420,35 @@ def _append(engine: Engine, prepared: list[tuple[tuple, ...]]) -> list[bool]:
                 values += hashed
                 values.append(prev_hash)
         if values:
-            frontier = _frontier_at(connection, first_sequence - 1)
-            for offset in range(len(_COLUMNS) - 1, len(values), len(_COLUMNS)):
-                frontier.append(leaf_hash(bytes.fromhex(values[offset])))
+            _require_signed_tail(connection, first_sequence - 1)
             _insert(connection, values)
             connection.execute(insert(ledger_signatures).values(
-                _signed_write(signer, first_sequence, sequence, prev_hash, frontier, recorded_at)))
+                _signed_write(signer, first_sequence, sequence, prev_hash, recorded_at)))
     return [transaction_id not in posted for transaction_id in transaction_ids]
 
 
-def _frontier_at(connection: Connection, size: int) -> MerkleFrontier:
-    """The Merkle frontier after entry `size`, from the last signed write. A ledger that has entries
-    but no signature at all predates signing (revision 0003): its first signed write covers it whole.
-    Entries after the last signed write were written without the key, and the hub signs nothing after them."""
-    last = connection.execute(select(ledger_signatures.c.last_sequence, ledger_signatures.c.frontier)
-                              .order_by(ledger_signatures.c.last_sequence.desc()).limit(1)).first()
-    if last is None:
-        frontier = MerkleFrontier()
-        hashes = select(ledger_entries.c.entry_hash).order_by(ledger_entries.c.sequence)
-        for (stored_hash,) in connection.execute(hashes.execution_options(yield_per=VERIFY_ROWS_PER_FETCH)):
-            frontier.append(leaf_hash(bytes.fromhex(stored_hash)))
-        return frontier
-    if last.last_sequence != size:
-        raise LedgerCorrupt(f"{ChainProblem.NOT_SIGNED.value}: the last signed write ends at entry "
-                            f"{last.last_sequence}, the ledger at {size}; nothing posted (run `forge-pool ledger verify`)")
-    return MerkleFrontier.from_text(size, last.frontier)
+def _require_signed_tail(connection: Connection, size: int) -> None:
+    """The hub signs only after its own signed writes: entries after the last signed write were
+    written without the key (LedgerCorrupt, nothing posted). A ledger with entries but no signed
+    write at all predates signing (revision 0003): its first signed write covers it whole."""
+    last = connection.execute(select(func.max(ledger_signatures.c.last_sequence))).scalar()
+    if last is not None and last != size:
+        raise LedgerCorrupt(f"{ChainProblem.NOT_SIGNED.value}: the last signed write ends at entry {last}, the ledger "
+                            f"at {size}; nothing posted (run `forge-pool ledger verify`)")
 
 
-def write_signature_message(first_sequence: int, last_sequence: int, head_hash: str, merkle_root: str,
-                            signing_key_id: str, signed_at: str) -> bytes:
+def write_signature_message(first_sequence: int, last_sequence: int, head_hash: str, signing_key_id: str,
+                            signed_at: str) -> bytes:
     """What the hub signs for one write: canonical JSON naming the format and the write."""
     return canonical_json({"format": BATCH_SIGNATURE_FORMAT, "first_sequence": first_sequence,
-                           "last_sequence": last_sequence, "head_hash": head_hash, "merkle_root": merkle_root,
-                           "key_id": signing_key_id, "signed_at": signed_at})
+                           "last_sequence": last_sequence, "head_hash": head_hash, "key_id": signing_key_id,
+                           "signed_at": signed_at})
 
 
-def _signed_write(signer: Signer, first_sequence: int, last_sequence: int, head_hash: str,
-                  frontier: MerkleFrontier, signed_at: str) -> dict:
-    root = frontier.root().hex()
-    message = write_signature_message(first_sequence, last_sequence, head_hash, root, signer.key_id, signed_at)
+def _signed_write(signer: Signer, first_sequence: int, last_sequence: int, head_hash: str, signed_at: str) -> dict:
+    message = write_signature_message(first_sequence, last_sequence, head_hash, signer.key_id, signed_at)
     return {"last_sequence": last_sequence, "first_sequence": first_sequence, "head_hash": head_hash,
-            "merkle_root": root, "frontier": frontier.to_text(), "key_id": signer.key_id, "signed_at": signed_at,
-            "signature": signer.sign(message)}
+            "key_id": signer.key_id, "signed_at": signed_at, "signature": signer.sign(message)}
 
 
 def _insert(connection: Connection, values: list) -> None:

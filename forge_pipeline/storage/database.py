@@ -142,15 +142,12 @@ ledger_entries = Table(
 )
 
 # One row per write to the ledger (forge_pipeline/ledger/ledger.py): the hub's Ed25519 signature over
-# the entries it appended (first..last sequence), the chain's head hash after them and the Merkle
-# root over every entry so far; `frontier` lets the next write extend the tree without the leaves.
+# the entries it appended (first..last sequence) and the chain's head hash after them.
 ledger_signatures = Table(
     "ledger_signatures", metadata,
     Column("last_sequence", BigInteger, primary_key=True, autoincrement=False),
     Column("first_sequence", BigInteger, nullable=False),
     Column("head_hash", String(64), nullable=False),
-    Column("merkle_root", String(64), nullable=False),
-    Column("frontier", Text, nullable=False),
     Column("key_id", String(64), nullable=False),
     Column("signed_at", String(32), nullable=False),
     Column("signature", String(128), nullable=False),

@@ -1,6 +1,8 @@
-"""Each way of changing the ledger behind its back, found by verify_chain at the first bad entry.
+"""Each way of changing the ledger behind its back.
 
-The ledger holds four settlements of three entries: transactions at 1-3, 4-6, 7-9, 10-12.
+First, what the hash chain alone finds (`verify_chain`, at the first bad entry), on a ledger of four
+settlements of three entries: transactions at 1-3, 4-6, 7-9, 10-12. Then (below) the insider who
+recomputes hashes: caught by the signatures, the checkpoints and the derived-table checks.
 """
 
 import pytest
@@ -172,7 +174,6 @@ from forge_pipeline.ledger.chain import GENESIS_HASH, HASHED_FIELDS
 from forge_pipeline.ledger.integrity import check_ledger, checkpoint_ledger
 from forge_pipeline.ledger.ledger import post_transaction, write_signature_message
 from forge_pipeline.ledger.signing import Signer, key_id, public_key_path, public_key_pem
-from forge_pipeline.merkle import MerkleFrontier, leaf_hash
 from forge_pipeline.settle.settlement import settle_cycle
 from forge_pipeline.storage.database import ledger_signatures, open_engine
 from tests.money.workloads import finalize, today_cycle
@@ -258,20 +259,15 @@ def rechain(engine, rows, start):
 
 def resign(engine, signer):
     """Rewrite every signed write as the entries now are, signed by `signer` (a forger's own key)."""
-    rows, frontier = entries(engine), MerkleFrontier()
+    heads = {row["sequence"]: row["entry_hash"] for row in entries(engine)}
     with engine.connect() as connection:
         writes = connection.execute(select(ledger_signatures).order_by(ledger_signatures.c.last_sequence)).all()
-    by_end = {write.last_sequence: write for write in writes}
-    for row in rows:
-        frontier.append(leaf_hash(bytes.fromhex(row["entry_hash"])))
-        write = by_end.get(row["sequence"])
-        if write is not None:
-            root = frontier.root().hex()
-            message = write_signature_message(write.first_sequence, write.last_sequence, row["entry_hash"], root,
-                                              signer.key_id, write.signed_at)
-            execute(engine, update(ledger_signatures).where(ledger_signatures.c.last_sequence == write.last_sequence)
-                    .values(head_hash=row["entry_hash"], merkle_root=root, frontier=frontier.to_text(),
-                            key_id=signer.key_id, signature=signer.sign(message)))
+    for write in writes:
+        head = heads.get(write.last_sequence, write.head_hash)
+        message = write_signature_message(write.first_sequence, write.last_sequence, head, signer.key_id,
+                                          write.signed_at)
+        execute(engine, update(ledger_signatures).where(ledger_signatures.c.last_sequence == write.last_sequence)
+                .values(head_hash=head, key_id=signer.key_id, signature=signer.sign(message)))
 
 
 @pytest.mark.parametrize("column", [*HASHED_FIELDS, "entry_hash"])
@@ -386,25 +382,27 @@ def forged_second_settlement(engine, usage):
 
 
 def test_forged_balanced_transaction_appended_is_caught(audited, capsys):
-    """A balanced second settlement of a settled workload, perfectly chained, is in no signed write."""
+    """A balanced second settlement of a settled workload, perfectly chained, is in no signed write; the hub refuses
+    to post after it."""
     engine, usage = audited
     first = forged_second_settlement(engine, usage)
     assert verify_chain(engine).ok  # the chain alone is fooled
     assert_caught(engine, capsys, f"entry {first}:", "no signed write")
+    with pytest.raises(LedgerCorrupt, match="not covered by the hub's signature"):  # nor does the hub sign over it
+        post_transaction(engine, **vars(synthetic_settlement(99)))
 
 
 def test_forged_transaction_with_a_forged_signature_row_is_caught(audited, capsys):
-    """The same forgery with a signed-write row of its own (right head and root, a signature by another key)."""
+    """The same forgery with a signed-write row of its own (the right head, the ledger's key id, another key's
+    signature)."""
     engine, usage = audited
     first = forged_second_settlement(engine, usage)
     with engine.connect() as connection:
         last = connection.execute(select(ledger_signatures).order_by(ledger_signatures.c.last_sequence.desc())).first()
     execute(engine, insert(ledger_signatures).values(
         last_sequence=first + 2, first_sequence=first, head_hash=entries(engine)[-1]["entry_hash"],
-        merkle_root=last.merkle_root, frontier=last.frontier, key_id=last.key_id, signed_at=utc_now(),
-        signature="ab" * 64))
-    resign(engine, forger_signer())
-    assert_caught(engine, capsys, "entry 1:", "not signed by the ledger's key")
+        key_id=last.key_id, signed_at=utc_now(), signature=forger_signer().sign(b"anything")))
+    assert_caught(engine, capsys, f"entry {first}:", "not signed by the ledger's key")
 
 
 def test_money_moved_between_entries_and_rechained_is_caught(audited, capsys):
