@@ -3,8 +3,8 @@
 it; the Merkle root is recomputed by `ledger verify` and signed in each checkpoint, so posting
 no longer extends a tree per entry.
 
-Revision ID: 0003_signed_writes_head_only
-Revises: 0003
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-11-30
 """
 
