@@ -15,6 +15,7 @@ import threading
 from importlib import resources
 from pathlib import Path
 
+from forge_pipeline.intake.identifiers import IDENTIFIER_RULE, is_identifier
 from forge_pipeline.intake.problems import Problem, RequestInvalid
 from forge_pipeline.ledger.checkpoints import CheckpointInvalid
 from forge_pipeline.ledger.ledger import LedgerCorrupt
@@ -301,8 +302,15 @@ def command_export(arguments) -> int:
     from forge_pipeline.settle.settlement import export_lines
 
     cycle_key = cycle_argument(arguments.cycle)
+    problems = []
     if not arguments.output.isprintable() or arguments.output.startswith("~"):
-        raise RequestInvalid([Problem("-o", "must be a file name without control characters or a leading ~")])
+        problems.append(Problem("-o", "must be a file name without control characters or a leading ~"))
+    elif Path(arguments.output).is_dir():
+        problems.append(Problem("-o", f"{arguments.output} is a folder: name the file to write"))
+    if arguments.org is not None and not is_identifier(arguments.org):
+        problems.append(Problem("--org", IDENTIFIER_RULE))
+    if problems:
+        raise RequestInvalid(problems)
     lines = export_lines(existing_engine(), cycle_key, arguments.org)
     output = Path(arguments.output)
     temporary = output.with_name(f".{output.name}.tmp")
@@ -571,6 +579,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_settings()
         return arguments.handler(arguments)
+    except BrokenPipeError:  # `forge-pool ... | head`: the reader has gone, which is not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except RequestInvalid as error:
         for problem in error.problems:
             say(f"error: {problem}")

@@ -48,7 +48,7 @@ def check_settings() -> None:
         problems.append(Problem("FORGE_HOME", reason))
     try:
         url = make_url(database_url())
-        url.get_dialect()
+        url.get_dialect().import_dbapi()  # a URL whose driver is not installed is refused here, not on first use
     except Exception as error:  # SQLAlchemy raises several types for a bad URL or a missing driver
         problems.append(Problem("FORGE_DATABASE_URL", f"not a usable database URL: {_first_line(error)}"))
     else:
@@ -66,6 +66,13 @@ def check_settings() -> None:
     executor = os.environ.get("FORGE_EXECUTOR", "in_process")
     if executor not in EXECUTOR_NAMES:
         problems.append(Problem("FORGE_EXECUTOR", f"must be one of {', '.join(EXECUTOR_NAMES)}, got {executor!r}"))
+    elif executor.startswith("celery"):
+        from forge_pipeline.deploy.settings import SettingInvalid, celery_config
+
+        try:
+            celery_config()
+        except SettingInvalid as error:
+            problems.append(Problem("FORGE_EXECUTOR", str(error)))
     for variable, check in (("FORGE_GPU_BATCHES", gpu_batch_placement), ("FORGE_BILLING_CYCLE", billing_cadence),
                             ("FORGE_WORK_UNIT_QUOTA", work_unit_quota), (BATCH_SIZE_VARIABLE, batch_size)):
         try:

@@ -14,6 +14,7 @@ document under that id is refused with `RequestIdConflict`.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -28,12 +29,12 @@ from forge_pipeline.storage import records
 __all__ = ["RequestIdConflict", "admit_requests", "read_request"]
 
 
-def read_request(document: str | bytes | dict, pool: Pool, organization: str | None = None,
+def read_request(document: Any, pool: Pool, organization: str | None = None,
                  source: str = "(document)") -> WorkloadRequest:
-    """One document (JSON or YAML text, or a mapping already parsed) validated for admission:
+    """One document (JSON or YAML text, or a value already parsed: anything but a mapping is refused) validated for admission:
     limits, fields, the caller's organization (when given, `organization` must equal the
     document's) and a pool able to run it. Raises RequestInvalid naming every problem; stores nothing."""
-    parsed = document if isinstance(document, dict) else load_document(document, source)
+    parsed = load_document(document, source) if isinstance(document, (str, bytes)) else document
     request = validate_request(parsed)
     if organization is not None and request.document["organization"] != organization:
         raise RequestInvalid([Problem("organization", "must be the organization the request is submitted for")])

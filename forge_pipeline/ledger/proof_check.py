@@ -102,11 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     except (SigningKeyProblem, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except RecursionError:  # nesting deeper than any proof: the C parser gives up on the stack
+        print("error: malformed proof (nested too deeply)", file=sys.stderr)
+        return 2
     proofs = document if isinstance(document, list) else [document]
     for number, proof in enumerate(proofs, 1):
         try:
             print(f"valid: {verify_proof(proof, public_keys)}")
-        except (ProofInvalid, CheckpointInvalid) as error:
+        except (ProofInvalid, CheckpointInvalid, TypeError, KeyError, AttributeError, ValueError) as error:
             print(f"INVALID (proof {number} of {len(proofs)}): {error}")
             return 1
     return 0

@@ -53,7 +53,11 @@ def evidence_metadata(planned: dict, evidence: dict, directory: Path) -> dict:
     # (the UI's code server, the daemon, each step process).
     from forge_pipeline.report import pictures
 
-    picture = pictures.workload_picture(primitive, arguments, evidence["output"], directory)
+    try:
+        picture = pictures.workload_picture(primitive, arguments, evidence["output"], directory)
+    except Exception as error:  # noqa: BLE001 - a picture is for people: drawing it never fails the workload
+        metadata["picture_error"] = f"{type(error).__name__}: {error}"
+        picture = None
     if picture is not None:
         metadata["picture"] = image_markdown(picture, f"{primitive} output of {planned['workload_id']}")
     return metadata

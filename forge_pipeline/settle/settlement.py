@@ -161,8 +161,21 @@ def settle_cycle(engine: Engine, cycle: Cycle) -> dict:
     return {"cycle": cycle.key, "billable_workloads": len(texts), "newly_posted": posted}
 
 
+MAX_REASON_CHARS = 1_000
+
+
+def checked_reason(reason: str) -> str:
+    """A dispute's or resolution's reason: 1 to MAX_REASON_CHARS printable characters (no newline,
+    no terminal escape: it is shown to operators as it is). RequestInvalid (path `reason`) otherwise."""
+    if not 1 <= len(reason) <= MAX_REASON_CHARS or not reason.isprintable() or not reason.strip():
+        raise RequestInvalid([Problem("reason", f"must be 1 to {MAX_REASON_CHARS} printable characters "
+                                                "(no control characters), not blank")])
+    return reason
+
+
 def dispute(engine: Engine, workload_id: str, reason: str) -> None:
     """Hold a Finalized workload out of settlement (Finalized -> Disputed)."""
+    checked_reason(reason)
     transition(engine, workload_id, State.DISPUTED, f"disputed: {reason}")
 
 
@@ -171,6 +184,7 @@ def resolve(engine: Engine, workload_id: str, reason: str, refund: bool) -> bool
     settlement is negated by a `refund:<id>` transaction in the cycle of the resolution, so
     that cycle's statements and payouts show it; returns whether one was posted. An
     unsettled workload resolved without refund is settled in the cycle of the resolution."""
+    checked_reason(reason)
     state = load_workload(engine, workload_id)["state"]
     if state != State.DISPUTED.value:
         raise ValueError(f"{workload_id} is {state}, not Disputed: there is no dispute to resolve")

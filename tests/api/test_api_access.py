@@ -81,4 +81,4 @@ def test_keys_commands_create_list_and_revoke(world, capsys):
     errors = capsys.readouterr().err
     assert "--scope: 'submit' is not a scope of a provider key (allowed: payouts)" in errors
     assert "key_id: no API key '0000000000000000'" in errors and "Traceback" not in errors
-    assert "--org: must start with a letter or digit" in errors
+    assert "--org: must be 1 to 128 characters" in errors
