@@ -64,6 +64,16 @@ def test_loss_distribution_picture_is_a_png_of_the_histogram():
     assert pixels(picture).shape[0] > 100
 
 
+def test_loss_distribution_picture_draws_the_v2_expected_shortfall_fraction():
+    """portfolio_loss@2 reports ES as an exact fraction (numerator, denominator), not a tail sum: it draws too
+    (the demo's workloads once stranded in Aggregating on the @1 keys)."""
+    arguments = {"obligors": [{"exposure": 500, "pd": "0.05"}, {"exposure": 300, "pd": "0.1"}]}
+    output = {"scenarios": 10, "histogram": [6, 3, 1], "value_at_risk": {"0.9": 500},
+              "expected_shortfall": {"0.9": {"numerator": 1300, "denominator": 2}}}
+    picture = workload_picture("probabilistic_simulation/portfolio_loss@2", arguments, output, None)
+    assert pixels(picture).shape[0] > 100
+
+
 def test_contact_sheet_shows_the_filtered_images(tmp_path):
     """image_filter's picture is drawn from images.npy: white images make a brighter sheet than black ones."""
     brightness = []
