@@ -1,9 +1,11 @@
 """What a customer does through the API gives what the CLI gives: submission, status, estimate, evidence,
 disputes, statements and exports; refusals are RFC 9457 problem documents with the CLI's messages."""
 
+import io
 import json
 import socket
 
+import polars as pl
 import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -85,7 +87,14 @@ def test_status_evidence_and_export_are_what_the_cli_gives(world, tmp_path, caps
     output = tmp_path / "acme.csv"
     assert main(["export", "--cycle", world.cycle, "--org", "acme", "--format", "csv", "-o", str(output)]) == 0
     exported = world.client.get(f"/v1/exports/{world.cycle}?format=csv", headers=acme.headers)
-    assert exported.content == output.read_bytes() and exported.headers["content-type"].startswith("text/csv")
+    assert exported.headers["content-type"].startswith("text/csv")
+    by_api, by_cli = (pl.read_csv(io.BytesIO(data)) for data in (exported.content, output.read_bytes()))
+    # Each export embeds the checkpoint signed for it (its own time and signature); all else is byte for byte.
+    assert by_api.drop("ledger_checkpoint").equals(by_cli.drop("ledger_checkpoint"))
+    checkpoints = [json.loads(frame["ledger_checkpoint"][0]) for frame in (by_api, by_cli)]
+    ledger_state = [{key: checkpoint[key] for key in ("size", "head_hash", "merkle_root", "key_id")}
+                    for checkpoint in checkpoints]
+    assert ledger_state[0] == ledger_state[1] and ledger_state[0]["size"] > 0
     bad = world.client.get("/v1/exports/2026-13-01?format=xlsx", headers=acme.headers)
     assert bad.status_code == 422 and {p["path"] for p in bad.json()["problems"]} == {"format"}
 
