@@ -36,8 +36,8 @@ def write_requests(folder: Path) -> list[str]:
     return paths
 
 
-def forge_pool(home: Path, *arguments: str, **options) -> subprocess.Popen:
-    environment = {**os.environ, "FORGE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+def forge_pool(home: Path, *arguments: str, settings: dict | None = None, **options) -> subprocess.Popen:
+    environment = {**os.environ, "FORGE_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"), **(settings or {})}
     return subprocess.Popen([FORGE_POOL, *arguments], env=environment, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **options)
 
@@ -160,12 +160,13 @@ def test_four_concurrent_first_commands_on_a_fresh_home_all_succeed(tmp_path):
 
 
 def test_sigterm_ends_the_run_cleanly_and_starts_no_other(tmp_path):
-    """SIGTERM mid-run: exit 1 with a message and no traceback, no further run started; `--resume`
-    then `run` finish every workload with one posting each."""
+    """SIGTERM mid-run: exit 1 with a message and no traceback, no further run started (one workload per run
+    here, so the runs not started leave their workloads Pending); `--resume` then `run` finish every workload
+    with one posting each."""
     paths = write_requests(tmp_path)
     home = tmp_path / "home"
     workload_ids = submitted(home, paths)
-    victim = forge_pool(home, "run")
+    victim = forge_pool(home, "run", settings={"FORGE_BATCH_SIZE": "1"})
     engine = create_engine(f"sqlite:///{home / 'forge.db'}")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and all(
