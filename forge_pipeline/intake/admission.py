@@ -22,9 +22,10 @@ from forge_pipeline.assign.assignment import require_capable_pool
 from forge_pipeline.assign.pool import Pool
 from forge_pipeline.intake.documents import load_document
 from forge_pipeline.intake.problems import Problem, RequestIdConflict, RequestInvalid
-from forge_pipeline.intake.quota import work_unit_quota
+from forge_pipeline.intake.quota import quota_problems, work_unit_quota
 from forge_pipeline.intake.request import WorkloadRequest, validate_request
 from forge_pipeline.storage import records
+from forge_pipeline.storage.database import database_is_new
 
 __all__ = ["RequestIdConflict", "admit_requests", "read_request"]
 
@@ -62,8 +63,13 @@ def admit_requests(documents: Sequence[tuple[str, str | bytes | dict]], pool: Po
             problems += error.within(source).problems
     if problems:
         raise RequestInvalid(problems)
+    quota = work_unit_quota()
+    if quota is not None and database_is_new():  # refused before the database file is created
+        unique = {request.workload_id: request.document for request in requests}
+        if over := quota_problems(None, list(unique.values()), quota):
+            raise RequestInvalid(over)
     try:
-        return records.store_requests(open_database(), requests, work_unit_quota())
+        return records.store_requests(open_database(), requests, quota)
     except RequestIdConflict as conflict:
         raise RequestIdConflict([Problem(f"{documents[index][0]}: {problem.path}", problem.message)
                                  for index, problem in zip(conflict.indexes, conflict.problems)],

@@ -36,8 +36,9 @@ def request_work_units(document: dict) -> int:
     return primitive.work_units(document["arguments"], 0, primitive.item_count(document["arguments"]))
 
 
-def quota_problems(connection: Connection, new_documents: list[dict], quota: int) -> list[Problem]:
-    """Problems for each organization whose new requests would take it over `quota` this cycle."""
+def quota_problems(connection: Connection | None, new_documents: list[dict], quota: int) -> list[Problem]:
+    """Problems for each organization whose new requests would take it over `quota` this cycle
+    (`connection` None: a database not created yet, where every organization has used nothing)."""
     from forge_pipeline.settle.settlement import cycle_of  # settlement imports the records that call this
 
     cycle = cycle_of(dt.datetime.now(dt.timezone.utc).date())
@@ -46,7 +47,7 @@ def quota_problems(connection: Connection, new_documents: list[dict], quota: int
         asked[document["organization"]] = asked.get(document["organization"], 0) + request_work_units(document)
     problems = []
     for organization, units in sorted(asked.items()):
-        stored = connection.execute(select(workloads.c.request_json).where(
+        stored = [] if connection is None else connection.execute(select(workloads.c.request_json).where(
             workloads.c.organization == organization, workloads.c.state != State.FAILED.value,
             workloads.c.submitted_at >= cycle.start, workloads.c.submitted_at < cycle.end)).scalars()
         used = sum(request_work_units(json.loads(text)) for text in stored)

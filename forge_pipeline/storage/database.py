@@ -181,6 +181,14 @@ def database_url() -> str:
     return os.environ.get("FORGE_DATABASE_URL") or f"sqlite:///{forge_home() / 'forge.db'}"
 
 
+def database_is_new(url: str | None = None) -> bool:
+    """Whether opening `url` would create the database: an SQLite file that does not exist yet."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url or database_url())
+    return parsed.get_backend_name() == "sqlite" and bool(parsed.database) and not Path(parsed.database).exists()
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # WAL lets Dagster's step processes read while one writes; the busy timeout makes
     # writers queue instead of failing under the multiprocess executor. The timeout comes

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from forge_pipeline.cli import main
+from forge_pipeline.cli import demo_requests, main
 from forge_pipeline.intake.admission import read_request
 from forge_pipeline.assign.pool import load_pool
 from forge_pipeline.intake.problems import RequestInvalid
@@ -65,3 +65,13 @@ def test_export_dispute_and_the_proof_checker_refuse_what_they_once_crashed_on(f
                               str(proof)], capture_output=True, text=True)
     assert checked.returncode == 2 and "Traceback" not in checked.stderr
     assert checked.stderr.strip().splitlines() == ["error: malformed proof (nested too deeply)"]
+
+
+def test_a_submit_refused_by_the_quota_on_a_fresh_home_creates_no_database(forge_home, monkeypatch, capsys):
+    """The quota was checked inside the storing transaction, after the database file had been created."""
+    monkeypatch.setenv("FORGE_WORK_UNIT_QUOTA", "1")
+    demo = next(path for path in demo_requests()
+                if path.name == "wayne-dedupe.yaml")
+    assert main(["submit", str(demo)]) == 2
+    assert "organization: 'wayne' has used 0 of its 1 work units" in capsys.readouterr().err
+    assert not (forge_home / "forge.db").exists() and not list(forge_home.glob("forge.db*"))
