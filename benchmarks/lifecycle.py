@@ -12,6 +12,15 @@ from forge_pipeline.execute.philox import philox_words
 from forge_pipeline.execute.primitives.portfolio_loss import PortfolioLoss
 from forge_pipeline.states import State
 
+
+def restore_forge_home(previous: str | None) -> None:
+    """Put FORGE_HOME back as it was before a benchmark pointed it at a temporary home."""
+    if previous is None:
+        os.environ.pop("FORGE_HOME", None)
+    else:
+        os.environ["FORGE_HOME"] = previous
+
+
 PRIMITIVE = PortfolioLoss()
 
 
@@ -57,10 +66,7 @@ class BenchHome:
         return self
 
     def __exit__(self, *exc):
-        if self.previous is None:
-            os.environ.pop("FORGE_HOME", None)
-        else:
-            os.environ["FORGE_HOME"] = self.previous
+        restore_forge_home(self.previous)
         self.directory.cleanup()
 
     def request(self, request_id: str, draws: int, policy: dict):
@@ -185,10 +191,7 @@ def bench_small_workloads(count: int = 200) -> dict:
                 assert set(list_workload_ids(engine, State.FINALIZED)) == set(workload_ids), path
                 dispose_engines()
     finally:
-        if previous is None:
-            os.environ.pop("FORGE_HOME", None)
-        else:
-            os.environ["FORGE_HOME"] = previous
+        restore_forge_home(previous)
     return {"workloads": count, "core_s": seconds["core"], "forge_pool_run_s": seconds["dagster"],
             "factor": seconds["dagster"] / seconds["core"], "per_hour": count / seconds["dagster"] * 3600}
 
@@ -224,10 +227,7 @@ def bench_sensor_at_scale(partitions: int = 100_000) -> dict:
                 tick_s = time.perf_counter() - started
             dispose_engines()
     finally:
-        if previous is None:
-            os.environ.pop("FORGE_HOME", None)
-        else:
-            os.environ["FORGE_HOME"] = previous
+        restore_forge_home(previous)
     assert listed == partitions and len(result.run_requests) == 1
     return {"partitions": partitions, "listing_s": listing_s, "sensor_tick_s": tick_s}
 
@@ -271,8 +271,5 @@ def bench_sensor_latency(workloads: int = 3, timeout_s: float = 300) -> dict:
             os.killpg(daemon.pid, signal.SIGTERM)
             daemon.wait(timeout=60)
             dispose_engines()
-            if previous is None:
-                os.environ.pop("FORGE_HOME", None)
-            else:
-                os.environ["FORGE_HOME"] = previous
+            restore_forge_home(previous)
     return {"warm_up_s": latencies[0], "latencies_s": latencies[1:], "worst_s": max(latencies[1:])}
