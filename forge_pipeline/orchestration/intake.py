@@ -8,7 +8,7 @@ from dagster import (Config, DefaultSensorStatus, Failure, OpExecutionContext, R
 
 from forge_pipeline.intake.admission import admit_requests
 from forge_pipeline.canonical import digest
-from forge_pipeline.intake.problems import RequestInvalid
+from forge_pipeline.intake.problems import Problem, RequestInvalid
 from forge_pipeline.orchestration.metadata import problems_metadata
 from forge_pipeline.orchestration.resources import AgentPoolResource, ForgeDatabaseResource
 from forge_pipeline.orchestration.workload_assets import WORKLOAD_ASSETS, workload_partitions
@@ -33,12 +33,16 @@ def submit_workload_request(context: OpExecutionContext, config: SubmitRequestCo
                             database: ForgeDatabaseResource, agent_pool: AgentPoolResource) -> str:
     """Admit one request (`admit_requests`, as `forge-pool submit` does); a refused one fails with the
     list of every problem by field path as its message, no traceback, and stores nothing."""
+    source = "config.document"
     try:
-        [(workload_id, created)] = admit_requests([("config.document", config.document)], agent_pool.pool(),
-                                                  database.engine)
+        [(workload_id, created)] = admit_requests([(source, config.document)], agent_pool.pool(), database.engine)
     except RequestInvalid as error:
-        raise Failure(description=f"request refused:\n{error}", allow_retries=False,
-                      metadata={"problems": problems_metadata(error.problems)}) from None
+        # one document only: its problems are named by their field paths, without the source prefix
+        # that admit_requests puts before each (it tells documents of a batch apart)
+        problems = [Problem(problem.path.removeprefix(f"{source}: "), problem.message) for problem in error.problems]
+        listed = "\n".join(str(problem) for problem in problems)
+        raise Failure(description=f"request refused:\n{listed}", allow_retries=False,
+                      metadata={"problems": problems_metadata(problems)}) from None
     context.log.info(f"{'admitted' if created else 'already admitted'} {workload_id}")
     return workload_id
 

@@ -47,13 +47,13 @@ def partition_metadata(context: AssetExecutionContext | OpExecutionContext, work
 
 
 def report_failures(context: AssetExecutionContext | OpExecutionContext, errors: dict[str, Exception],
-                    on_partitions: bool = True) -> None:
+                    on_partitions: bool = True, refused_note: str = "nothing to do here") -> None:
     """Each workload that failed at this stage: its reason on its materialization and in the run's log
     (with the traceback when the failure was not a recorded workload fault). A workload this run was
     refused (another run has or had its lifecycle) is left as it was: only the log says why."""
     for workload_id, error in errors.items():
         if isinstance(error, lifecycle.RunRefused):
-            context.log.warning(f"{workload_id}: nothing to do here: {error}")
+            context.log.warning(f"{workload_id}: {refused_note}: {error}")
             continue
         if on_partitions:
             partition_metadata(context, workload_id, {"failed": str(error)})
@@ -63,13 +63,17 @@ def report_failures(context: AssetExecutionContext | OpExecutionContext, errors:
             context.log.error(f"{workload_id}: {''.join(traceback.format_exception(error))}")
 
 
-@asset(**BATCHED, io_manager_key=STAGE_RECORDS, group_name="intake", kinds={"python"})
+@asset(**BATCHED, io_manager_key=STAGE_RECORDS, group_name="intake", kinds={"python"}, output_required=False)
 def workload_request(context: AssetExecutionContext, database: ForgeDatabaseResource,
-                     compute_backend: ComputeBackendResource) -> dict:
+                     compute_backend: ComputeBackendResource):
     """The admitted requests, claimed for this run (a re-execution of the same run may continue;
     a workload whose claiming run is dead is taken over), re-validated, with the seeds the hub
     recorded. Where this process cannot compute (FORGE_DEVICE=gpu without a device) nothing
-    is claimed: the workloads stay Pending for a machine that can."""
+    is claimed: the workloads stay Pending for a machine that can.
+
+    A run refused every workload it carries (a re-launch of Finalized workloads: their lifecycle
+    has ended) yields no output: nothing is materialized, no stage runs, and each workload's assets
+    stay as they were; the log points to the replay_workload job."""
     unusable = compute_backend.unusable_reason()
     if unusable:
         raise Failure(description=f"{len(context.partition_keys)} workload(s) not claimed: {unusable}",
@@ -85,8 +89,11 @@ def workload_request(context: AssetExecutionContext, database: ForgeDatabaseReso
             "primitive": request["primitive"], "organization": request["organization"],
             "project": request["project"], "workspace": request["workspace"], "seed": str(record["seed"]),
             "request": MetadataValue.json(request)})
-    report_failures(context, errors)
-    return admitted
+    refused_all = not admitted and all(isinstance(error, lifecycle.RunRefused) for error in errors.values())
+    report_failures(context, errors, refused_note="left as it was, nothing materialized" if refused_all
+                    else "nothing to do here")
+    if not refused_all:
+        yield Output(admitted)
 
 
 @asset(**BATCHED, io_manager_key=STAGE_RECORDS, group_name="plan")

@@ -122,6 +122,32 @@ class Page:
                             f"{label!r} to click", 60)
         elements[index].click()
 
+    def launch(self, label: str = "Launch Run"):
+        """Click the launchpad's launch button once it is enabled (the UI disables it while it validates
+        the config, which takes a while on a busy machine), again until the UI opens the new run's page."""
+        from selenium.webdriver.common.by import By
+        clicked_at = [0.0]
+
+        def launched() -> bool:
+            if "/runs/" in self.driver.current_url:
+                return True
+            if time.monotonic() - clicked_at[0] < 10:
+                return False  # a click just made: give the UI time to open the run
+            self.dismiss_dialogs()
+            buttons = self.driver.find_elements(By.XPATH, f"//button[normalize-space()='{label}']")
+            enabled = [button for button in buttons if button.is_enabled()
+                       and button.get_attribute("aria-disabled") != "true"]
+            if enabled:
+                enabled[-1].click()
+                clicked_at[0] = time.monotonic()
+            return False
+
+        try:
+            wait_for(launched, f"the {label!r} button to start a run", 120)
+        except AssertionError:
+            self.shot("5-launchpad-not-launched")
+            raise
+
     def shot(self, name: str):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
@@ -179,7 +205,7 @@ def test_operators_finance_and_auditors_see_lineage_money_pictures_and_a_launchp
     config = yaml.safe_dump({"ops": {"submit_workload_request": {"config": {"document": document}}}})
     page.open(f"/locations/{LOCATION}/jobs/submit_request/playground/setup?"
               f"{urllib.parse.urlencode({'config': config})}", "Launch Run")
-    page.click("Launch Run")
+    page.launch("Launch Run")
     submitted = wait_for(lambda: [w for w in list_workload_ids(engine) if w != workload_id], "the submission")[0]
     wait_for(lambda: load_workload(engine, submitted)["state"] in ("Finalized", "Failed"), "the lifecycle run")
     assert load_workload(engine, submitted)["state"] == "Finalized", load_workload(engine, submitted)["state_reason"]

@@ -144,23 +144,30 @@ def test_a_refused_launchpad_request_fails_with_its_problems_as_a_table(forge_ho
     assert list_workload_ids(open_engine()) == []
 
 
-def test_runs_name_the_organization_and_primitive_beside_the_workload_hash(forge_home, tmp_path):
-    """The intake sensor's run requests and `forge-pool run`'s runs carry forge/organization, forge/project
-    and forge/primitive tags, so a wl_ partition's runs say whose work they are."""
+def test_each_workload_partition_names_its_organization_project_and_primitive(forge_home):
+    """A lifecycle run carries a batch of workloads (a partition range: the intake sensor's run requests and
+    `forge-pool run`'s runs have range tags, no per-workload tags), so each wl_ partition's workload_request
+    materialization says whose work it is: organization, project and primitive in its metadata."""
     from dagster import build_sensor_context
 
     from forge_pipeline.cli import main
     from forge_pipeline.orchestration.intake import workload_intake_sensor
     from forge_pipeline.orchestration.resources import ForgeDatabaseResource
-    from forge_pipeline.orchestration.runs import forge_instance
+    from forge_pipeline.orchestration.runs import (ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG,
+                                                   forge_instance)
 
-    expected = {"forge/organization": "globex", "forge/project": "risk",
-                "forge/primitive": "probabilistic_simulation/portfolio_loss@1"}
     workload_id, _ = store_request(open_engine(), validate_request(request(organization="globex")))
+    range_of_one = {ASSET_PARTITION_RANGE_START_TAG: workload_id, ASSET_PARTITION_RANGE_END_TAG: workload_id}
     context = build_sensor_context(instance=DagsterInstance.ephemeral(),
                                    resources={"database": ForgeDatabaseResource()})
     [run_request] = workload_intake_sensor(context).run_requests
-    assert run_request.tags.items() >= {**expected, "forge/workload": workload_id}.items()
+    assert run_request.tags.items() >= range_of_one.items()
     assert main(["run", workload_id]) == 0
-    [run] = forge_instance().get_runs()
-    assert run.tags.items() >= {**expected, "forge/workload": workload_id}.items()
+    instance = forge_instance()
+    [run] = instance.get_runs()
+    assert run.tags.items() >= range_of_one.items()
+    event = instance.get_latest_materialization_event(AssetKey("workload_request"))
+    assert event.asset_materialization.partition == workload_id
+    metadata = event.asset_materialization.metadata
+    assert {name: metadata[name].value for name in ("organization", "project", "primitive")} == {
+        "organization": "globex", "project": "risk", "primitive": "probabilistic_simulation/portfolio_loss@1"}
