@@ -77,9 +77,9 @@ def test_launchpad_job_fails_with_the_problem_list(forge_home):
     [failure] = result.get_step_failure_events()
     message = failure.step_failure_data.user_failure_data.description
     assert message.splitlines() == ["request refused:",
-                                    "config.document: organization: must be 1 to 128 characters: a letter or digit, "
+                                    "organization: must be 1 to 128 characters: a letter or digit, "
                                     "then letters, digits and _ . : - (ASCII), got 'acme\\n'",
-                                    "config.document: arguments.bins: must be >= 1, got 0"]
+                                    "arguments.bins: must be >= 1, got 0"]
     assert not (forge_home / "forge.db").exists()
     good = submit_request.execute_in_process(
         run_config={"ops": {"submit_workload_request": {"config": {"document": json.dumps(request())}}}},
