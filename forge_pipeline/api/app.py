@@ -38,7 +38,7 @@ from forge_pipeline.api.keys import Principal, Scope, Unauthenticated, authentic
 from forge_pipeline.api.models import (REQUEST_BODY_SCHEMA, AgentRecord, DisputeBody, Estimate, Health, Payouts,
                                        ProblemDetail, Statement, Submitted, WorkloadPage, WorkloadStatus)
 from forge_pipeline.assign.pool import Pool, load_pool
-from forge_pipeline.intake.problems import Problem, RequestInvalid
+from forge_pipeline.intake.problems import Problem, RequestIdConflict, RequestInvalid
 from forge_pipeline.intake.documents import load_document
 from forge_pipeline.intake.limits import MAX_JSON_BYTES
 from forge_pipeline.states import IllegalTransition
@@ -214,9 +214,10 @@ def create_app(settings: ApiSettings | None = None, pool: Pool | None = None) ->
         return problem_response(request.url.path, 422, "Invalid request",
                                 f"{len(problems)} problem(s); each is listed with its field path", problems)
 
-    @app.exception_handler(service.DifferentDocument)
-    async def conflict(request: Request, error: service.DifferentDocument):
-        return problem_response(request.url.path, 409, "Conflict", str(error), error.problems)
+    @app.exception_handler(RequestIdConflict)  # before its base class RequestInvalid (422) by the handlers' MRO lookup
+    async def conflict(request: Request, error: RequestIdConflict):
+        return problem_response(request.url.path, 409, "Conflict", "; ".join(str(problem) for problem in error.problems),
+                                error.problems)
 
     @app.exception_handler(IllegalTransition)
     async def illegal(request: Request, error: IllegalTransition):

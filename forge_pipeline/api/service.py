@@ -23,7 +23,7 @@ from sqlalchemy import Engine, and_, or_, select
 from forge_pipeline.aggregate.evidence import evidence_directory
 from forge_pipeline.assign.pool import Pool
 from forge_pipeline.assign.reliability import reliability_of
-from forge_pipeline.intake.problems import Problem, RequestIdConflict, RequestInvalid
+from forge_pipeline.intake.problems import Problem, RequestInvalid
 from forge_pipeline.intake.admission import read_request
 from forge_pipeline.intake.quota import work_unit_quota
 from forge_pipeline.plan.planning import build_plan
@@ -46,14 +46,6 @@ class NotFound(LookupError):
     """Absent, or another organization's: the two are indistinguishable by design."""
 
 
-class DifferentDocument(ValueError):
-    """A request id already names a different document of the same organization (HTTP 409)."""
-
-    def __init__(self, problems: list[Problem]):
-        self.problems = problems
-        super().__init__("; ".join(str(problem) for problem in problems))
-
-
 def submission(document: Any, organization: str | None, idempotency_key: str | None) -> Any:
     """The document to admit: the key's organization filled in where the body leaves it out, and the
     `Idempotency-Key` header taken as `request_id` (refused when the body names a different one)."""
@@ -72,13 +64,10 @@ def submission(document: Any, organization: str | None, idempotency_key: str | N
 def admit(engine: Engine, pool: Pool, documents: list, organization: str | None) -> list[tuple[str, bool]]:
     """Store request documents as `forge-pool submit` does (the intake's `read_request` for each, then
     `records.store_requests` within the organization's quota), all or none; returns (workload_id, newly
-    created) for each. RequestInvalid for a bad document, DifferentDocument for a request id that
+    created) for each. RequestInvalid for a bad document, its subclass RequestIdConflict for a request id that
     already names another document (stored, or earlier in `documents`)."""
     requests = [read_request(document, pool, organization) for document in documents]
-    try:
-        return records.store_requests(engine, requests, work_unit_quota())
-    except RequestIdConflict as conflict:
-        raise DifferentDocument(conflict.problems) from None
+    return records.store_requests(engine, requests, work_unit_quota())
 
 
 class GroupAdmission:
@@ -132,7 +121,7 @@ class GroupAdmission:
         for organization, indexes in by_organization.items():
             try:
                 stored = admit(self.engine, self.pool, [batch[index][0] for index in indexes], organization)
-            except (RequestInvalid, DifferentDocument) as refusal:
+            except RequestInvalid as refusal:  # RequestIdConflict included
                 if len(indexes) == 1:
                     outcomes[indexes[0]] = refusal
                 else:  # someone's document was refused: each alone, so only its own caller hears of it
@@ -149,7 +138,7 @@ class GroupAdmission:
         try:
             [outcome] = admit(self.engine, self.pool, [document], organization)
             return outcome
-        except Exception as error:  # RequestInvalid, DifferentDocument, or the database's own
+        except Exception as error:  # RequestInvalid, RequestIdConflict, or the database's own
             return error
 
 

@@ -4,9 +4,9 @@ import asyncio
 
 import pytest
 
-from forge_pipeline.api.service import DifferentDocument, GroupAdmission
+from forge_pipeline.api.service import GroupAdmission
 from forge_pipeline.assign.pool import load_pool
-from forge_pipeline.intake.problems import RequestInvalid
+from forge_pipeline.intake.problems import RequestIdConflict, RequestInvalid
 from forge_pipeline.intake.request import validate_request
 from forge_pipeline.storage import records
 from tests.api.conftest import small_request
@@ -34,7 +34,7 @@ def test_a_batch_with_a_bad_and_a_conflicting_document_answers_each_caller_alone
 
     outcomes = asyncio.run(submit_all())
     assert [outcome[1] if isinstance(outcome, tuple) else type(outcome) for outcome in outcomes] == [
-        False, True, False, DifferentDocument, RequestInvalid, True]
+        False, True, False, RequestIdConflict, RequestInvalid, True]
     assert outcomes[1][0] == outcomes[2][0]
     assert len(records.list_workload_ids(database_on)) == 3
 
